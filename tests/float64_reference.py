@@ -141,3 +141,46 @@ def attention_f64(q, k, v, arm, causal=True, scale=None, attn_mask=None, **arm_p
     out = torch.stack(out_rows).reshape(B, Hq, Tq, D).permute(0, 2, 1, 3)
     weights = torch.stack(weight_rows).reshape(B, Hq, Tq, Tk)
     return out, weights
+
+
+def attention_f64_dense(q, k, v, arm, causal=True, scale=None, eps=EPS):
+    """Whole-matrix float64 attention for long sequences (T = 4096, 8192 on a GPU), where the
+    row loop above would take minutes. Same conventions, kernel arms only (softmax,
+    softmax_plus_one, softpick, relu_softmax, rectified), no extra parameters. Masked entries
+    are dropped with explicit zeros after every elementwise step rather than by -inf alone;
+    tests/triton_kernel_cases.py checks it against attention_f64 on short inputs.
+    """
+    q, k, v = q.double(), k.double(), v.double()
+    B, Tq, Hq, D = q.shape
+    Tk, Hkv = k.shape[1], k.shape[2]
+    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    group = Hq // Hkv
+    k = k.repeat_interleave(group, dim=2)
+    v = v.repeat_interleave(group, dim=2)
+    s = torch.einsum("bihd,bjhd->bhij", q, k) * scale
+    rows = torch.arange(Tq, device=q.device)[:, None] + (Tk - Tq)
+    visible = (torch.arange(Tk, device=q.device)[None, :] <= rows) if causal else \
+        torch.ones(Tq, Tk, dtype=torch.bool, device=q.device)
+    zero = s.new_zeros(())
+    if arm in ("softmax", "softmax_plus_one"):
+        masked = torch.where(visible, s, float("-inf"))
+        if arm == "softmax_plus_one":
+            masked = torch.cat([masked, s.new_zeros(s.shape[:-1] + (1,))], dim=-1)
+        a = torch.softmax(masked, dim=-1)[..., :Tk]
+    elif arm == "rectified":
+        keep = visible & (s >= 0)
+        m = torch.where(keep, s, float("-inf")).amax(-1, keepdim=True).detach()
+        m = torch.where(torch.isfinite(m), m, zero)
+        e = torch.where(keep, torch.exp(s - m), zero)
+        denom = e.sum(-1, keepdim=True)
+        a = e / torch.where(denom > 0, denom, s.new_ones(()))
+    elif arm in ("softpick", "relu_softmax"):
+        m = torch.where(visible, s, float("-inf")).amax(-1, keepdim=True).clamp_min(0.0).detach()
+        shifted = torch.where(visible & (s != 0), torch.exp(s - m) - torch.exp(-m), zero)
+        num = torch.relu(shifted)
+        denom = (shifted.abs() if arm == "softpick" else num).sum(-1, keepdim=True)
+        a = num / (denom + eps)
+    else:
+        raise ValueError(f"attention_f64_dense has no arm {arm!r}")
+    o = torch.einsum("bhij,bjhd->bihd", a, v)
+    return o, a

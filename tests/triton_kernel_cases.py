@@ -27,7 +27,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from float64_reference import attention_f64  # noqa: E402
+from float64_reference import attention_f64, attention_f64_dense  # noqa: E402
 
 from softpick_repro.ops.triton import triton_attention  # noqa: E402
 
@@ -58,6 +58,9 @@ def _inputs(B, Tq, Tk, HQ, HKV, D, dtype, seed, qk_mult=1.0):
     return q, k, v, do
 
 
+LONG_ELEMENTS = 1 << 20  # Tq * Tk above which the whole-matrix float64 reference is used
+
+
 def _run(q, k, v, do, arm, dtype, causal=True, params=None, huge=False, zero_keys=()):
     """Compare with attention_f64; `zero_keys`: key rows whose dk must be exactly 0 (see below)."""
     params = params or {}
@@ -66,11 +69,15 @@ def _run(q, k, v, do, arm, dtype, causal=True, params=None, huge=False, zero_key
     o = triton_attention(*dev, arm, causal=causal, **dev_params)
     assert o.shape == q.shape and o.dtype == dtype
     o.backward(do.to(DEVICE, dtype))
-    # the reference sees the same rounded inputs the kernel saw
-    ref_in = [t.detach().cpu().double().requires_grad_() for t in dev]
-    ref_params = {n: p.detach().cpu().double().requires_grad_() for n, p in dev_params.items()}
-    ref_o, _ = attention_f64(*ref_in, arm, causal=causal, **ref_params)
-    ref_o.backward(do.to(dtype).double())
+    # the reference sees the same rounded inputs the kernel saw; long inputs take the
+    # whole-matrix float64 version on the kernel's device (the row loop would take minutes)
+    long = q.shape[1] * k.shape[1] > LONG_ELEMENTS
+    ref_dev = DEVICE if long else "cpu"
+    ref_in = [t.detach().to(ref_dev).double().requires_grad_() for t in dev]
+    ref_params = {n: p.detach().to(ref_dev).double().requires_grad_() for n, p in dev_params.items()}
+    reference = attention_f64_dense if long else attention_f64
+    ref_o, _ = reference(*ref_in, arm, causal=causal, **ref_params)
+    ref_o.backward(do.to(ref_dev, dtype).double())
 
     tol = TOL[dtype]
     D = q.shape[-1]
@@ -81,6 +88,7 @@ def _run(q, k, v, do, arm, dtype, causal=True, params=None, huge=False, zero_key
 
     def check(name, got, ref, rtol, floor=0.0):
         got = got.detach().cpu().double()
+        ref = ref.detach().cpu()
         assert torch.isfinite(got).all(), f"{arm} {name}: non-finite values"
         err = (got - ref).norm().item()
         bound = rtol * ref.norm().item() + floor * math.sqrt(ref.numel())
@@ -101,7 +109,11 @@ def _run(q, k, v, do, arm, dtype, causal=True, params=None, huge=False, zero_key
             assert (got[:, ~keep] == 0).all(), "dk of zero keys must be exactly 0 (sign(0) = 0)"
             got, ref = got[:, keep], ref[:, keep]
         if huge:
-            check(name, got, ref, TOL_HUGE_REL, TOL_HUGE_ABS * floors[name])
+            # 16-bit: O is stored rounded, so rowsum(dO * O) carries the dtype's rounding into
+            # the cancellation; the bounds widen to the dtype's gradient tolerance
+            rel = max(TOL_HUGE_REL, tol["grad"]) if dtype != torch.float32 else TOL_HUGE_REL
+            floor = max(TOL_HUGE_ABS, tol["grad"]) if dtype != torch.float32 else TOL_HUGE_ABS
+            check(name, got, ref, rel, floor * floors[name])
         else:
             check(name, got, ref, tol["grad"])
     for n, p in dev_params.items():
@@ -132,6 +144,20 @@ if DEVICE == "cuda":  # compiled kernels (bf16 works); sizes cross the GPU block
         "softmax-bf16-gqa": ("softmax", 1, 200, 200, 2, 1, 64, torch.bfloat16, True),
         "softmax_plus_one-bf16": ("softmax_plus_one", 1, 160, 160, 2, 2, 64, torch.bfloat16, True),
     })
+    # The GPU issue's grid: every CPU case again in bf16 and fp16, plus long sequences
+    # (T = 4096, 8192) for each kernel arm in both 16-bit types.
+    _LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    for _name, _case in list(CASES.items()):
+        for _tag, _dt in _LOW.items():
+            if _case[7] != _dt:
+                CASES[f"{_name}@{_tag}"] = _case[:7] + (_dt,) + _case[8:]
+    for _T in (4096, 8192):
+        for _arm in ("softpick", "relu_softmax", "rectified", "softmax", "softmax_plus_one"):
+            for _tag, _dt in _LOW.items():
+                CASES[f"{_arm}-T{_T}-{_tag}"] = (_arm, 1, _T, _T, 1, 1, 64, _dt, True)
+
+# dtypes of the special-input tests below: fp32 under the interpreter, all three on GPU
+SPECIAL_DTYPES = [torch.float32] + ([torch.float16, torch.bfloat16] if DEVICE == "cuda" else [])
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -141,14 +167,15 @@ def test_matches_float64(case):
     _run(q, k, v, do, arm, dtype, causal=causal)
 
 
-def test_scalable_softpick_decoding_and_head_scale_grad():
+@pytest.mark.parametrize("dtype", SPECIAL_DTYPES)
+def test_scalable_softpick_decoding_and_head_scale_grad(dtype):
     # decoding puts queries at positions Tk - Tq + i: a wrong offset changes log(pos + 2)
-    q, k, v, do = _inputs(1, 7, 40, 2, 1, 32, torch.float32, seed=3)
-    _run(q, k, v, do, "scalable_softpick", torch.float32,
+    q, k, v, do = _inputs(1, 7, 40, 2, 1, 32, dtype, seed=3)
+    _run(q, k, v, do, "scalable_softpick", dtype,
          params={"head_scale": torch.tensor([0.3, 1.7])})
 
 
-@pytest.mark.parametrize("dtype", [torch.float32] + ([torch.bfloat16] if DEVICE == "cuda" else []))
+@pytest.mark.parametrize("dtype", SPECIAL_DTYPES)
 def test_gpt_oss_sink_with_sink_grad(dtype):
     # on GPU, bf16 takes fla's parallel_attn with sink_bias, fp32 our kernel
     q, k, v, do = _inputs(1, 37, 37, 2, 1, 32, dtype, seed=4)
@@ -160,32 +187,51 @@ def test_gated_attention_with_gate_grad():
     _run(q, k, v, do, "gated_attention", torch.float32, params={"gate": torch.randn(1, 19, 2, 32)})
 
 
+@pytest.mark.parametrize("dtype", SPECIAL_DTYPES)
 @pytest.mark.parametrize("arm", ["softpick", "rectified"])
-def test_all_negative_rows(arm):
+def test_all_negative_rows(arm, dtype):
     # rows 0..15 score only < 0 (q = -|x|, k = +|x|): softpick/rectified give exactly 0 there
     q, k, v, do = _inputs(1, 35, 35, 2, 1, 32, torch.float32, seed=6)
     k = k.abs()
     q = q.abs()
     q[:, :16] = -q[:, :16]
-    o = _run(q, k, v, do, arm, torch.float32)
+    o = _run(q, k, v, do, arm, dtype)
     assert (o[:, :16] == 0).all(), f"{arm}: rows with only negative scores must output exactly 0"
     assert (o[:, 16:] != 0).any()
 
 
-def test_huge_logits():
+@pytest.mark.parametrize("dtype", SPECIAL_DTYPES)
+def test_huge_logits(dtype):
     # scores of magnitude ~3000: the safe form must not overflow, rows become one-hot
-    q, k, v, do = _inputs(1, 37, 37, 2, 1, 32, torch.float32, seed=7, qk_mult=30.0)
-    _run(q, k, v, do, "softpick", torch.float32, huge=True)
+    q, k, v, do = _inputs(1, 37, 37, 2, 1, 32, dtype, seed=7, qk_mult=30.0)
+    _run(q, k, v, do, "softpick", dtype, huge=True)
 
 
-def test_exact_zero_scores_use_sign_zero():
+@pytest.mark.parametrize("dtype", SPECIAL_DTYPES)
+def test_exact_zero_scores_use_sign_zero(dtype):
     # zero query/key vectors make exact-zero scores: step(0) = sign(0) = 0 in both implementations
     q, k, v, do = _inputs(1, 33, 33, 2, 1, 32, torch.float32, seed=8)
     q[:, 3] = 0.0
     q[:, 20, 1] = 0.0
     k[:, 5] = 0.0
     k[:, 17] = 0.0
-    _run(q, k, v, do, "softpick", torch.float32, zero_keys=(5, 17))
+    _run(q, k, v, do, "softpick", dtype, zero_keys=(5, 17))
+
+
+@pytest.mark.parametrize("arm", ["softpick", "relu_softmax", "rectified", "softmax", "softmax_plus_one"])
+def test_dense_float64_reference_matches_row_loop(arm):
+    # the long-sequence yardstick is itself checked against the row-by-row one (values and grads)
+    q, k, v, do = _inputs(1, 23, 30, 4, 2, 16, torch.float64, seed=11)
+    q[:, 2] = 0.0  # exact-zero scores (sign(0) = 0) and, with k < 0 below, all-negative rows
+    k[:, :3] = -k[:, :3].abs()
+    grads = []
+    for fn in (attention_f64, attention_f64_dense):
+        ins = [t.clone().requires_grad_() for t in (q, k, v)]
+        o, w = fn(*ins, arm)
+        o.backward(do)
+        grads.append((o.detach(), w.detach(), *(t.grad for t in ins)))
+    for name, a, b in zip(("out", "weights", "dq", "dk", "dv"), *grads):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), f"{arm} {name}: {(a - b).abs().max():.3e}"
 
 
 def test_through_the_dispatch_point():

@@ -153,6 +153,25 @@ _LIBRARIES = ("torch", "triton", "transformers", "tokenizers", "lm_eval", "hqq",
               "bitsandbytes", "llmcompressor", "flash-linear-attention", "snakemake")
 
 
+def bench_environment() -> dict:
+    """Columns every benchmark CSV row carries: device name, driver, library versions, date."""
+    import datetime
+    import subprocess
+
+    driver = ""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                    capture_output=True, text=True, timeout=30).stdout.split("\n")[0].strip()
+    except (ImportError, OSError, subprocess.SubprocessError):
+        driver = "unknown"
+    return {"device_name": device_name(), "driver": driver, "torch": _version("torch") or "",
+            "triton": _version("triton") or "", "fla": _version("flash-linear-attention") or "",
+            "date": datetime.date.today().isoformat()}
+
+
 def provenance(cfg: Any = None, **extra: Any) -> dict:
     """Record who/what produced a result: versions, git hash, device, config hash."""
     record = {

@@ -235,11 +235,14 @@ def _measure_cpu(case: Case, threads: int | None, timeout: int) -> Result:
 
 TUNE_CANDIDATES = {
     "fwd": [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3), (128, 32, 4, 4),
-            (64, 128, 4, 3), (128, 64, 4, 4), (128, 128, 8, 2), (64, 64, 4, 4)],
+            (64, 128, 4, 3), (128, 64, 4, 4), (128, 128, 8, 2), (64, 64, 4, 4), (128, 64, 8, 4),
+            (64, 64, 4, 5), (64, 32, 4, 4), (128, 64, 8, 5)],
     "dkdv": [(32, 128, 4, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 3), (16, 128, 4, 3),
-             (64, 128, 4, 2), (32, 128, 8, 3), (64, 128, 8, 2), (32, 128, 4, 4)],
+             (64, 128, 4, 2), (32, 128, 8, 3), (64, 128, 8, 2), (32, 128, 4, 4), (32, 128, 4, 5),
+             (32, 64, 4, 4), (32, 64, 4, 5), (64, 128, 8, 4), (16, 64, 4, 4)],
     "dq": [(128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (128, 64, 4, 3), (64, 32, 4, 3),
-           (128, 32, 8, 3), (128, 64, 8, 2), (64, 64, 4, 4)],
+           (128, 32, 8, 3), (128, 64, 8, 2), (64, 64, 4, 4), (128, 32, 4, 5), (64, 64, 4, 5),
+           (64, 32, 4, 4), (128, 64, 8, 4)],
 }
 
 
@@ -346,13 +349,14 @@ def softpick_vs_sdpa(rows: list[dict], B=4, T=512, H=8, D=64) -> str | None:
 
 
 def write_csv(rows: list[dict], path: str) -> None:
-    from softpick_repro.io import atomic_write_text, dump_json, provenance
+    from softpick_repro.io import atomic_write_text, bench_environment, dump_json, provenance
 
+    env = bench_environment()
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=FIELDS + list(env), lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        writer.writerow({**{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}, **env})
     atomic_write_text(path, buf.getvalue())
     dump_json(provenance(benchmark="softpick_repro.ops.bench", rows=len(rows)), f"{path}.json")
 

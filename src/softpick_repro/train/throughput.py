@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from softpick_repro.io import bench_environment
+
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense bf16, SXM
 
 
@@ -79,7 +81,7 @@ def measure(preset: str, arm: str, *, seq_len: int, micro_batch: int, steps: int
         "mfu_6n_attn": ((flops_dense + flops_attn) / seconds / 1e12 / peak) if peak else float("nan"),
         "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
         "first_loss": losses[0], "last_loss": losses[-1],
-        "torch": torch.__version__,
+        **bench_environment(),
     }
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -101,20 +103,37 @@ def main(argv=None) -> None:
     rows = []
     for compile_model in {"off": [False], "on": [True], "both": [False, True]}[args.compile]:
         for arm in args.arms:
-            row = measure(args.preset, arm, seq_len=args.seq_len, micro_batch=args.micro_batch,
-                          steps=args.steps, warmup=args.warmup, compile_model=compile_model, device=device)
-            rows.append(row)
+            try:
+                row = measure(args.preset, arm, seq_len=args.seq_len, micro_batch=args.micro_batch,
+                              steps=args.steps, warmup=args.warmup, compile_model=compile_model,
+                              device=device)
+            except Exception as exc:  # keep measuring the other cells; the CSV says what failed
+                print(f"{arm} compile={compile_model}: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+                if rows:
+                    rows.append({**{k: "" for k in rows[0]}, "arm": arm, "compile": compile_model,
+                                 "preset": args.preset, "status": f"error: {type(exc).__name__}"})
+                    _write(rows, args.out) if args.out else None
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            rows.append({**row, "status": "ok"})
             print(f"{arm:>18} compile={compile_model!s:5} {row['tokens_per_s']:>10,.0f} tok/s  "
                   f"MFU(6N) {row['mfu_6n']:.3f}  MFU(6N+attn) {row['mfu_6n_attn']:.3f}  "
                   f"mem {row['peak_mem_gb']:.1f} GB  loss {row['first_loss']:.3f}->{row['last_loss']:.3f}",
                   flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+            if args.out:  # after every row: a crash later keeps what was measured
+                _write(rows, args.out)
     sys.stdout.flush()
+
+
+def _write(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

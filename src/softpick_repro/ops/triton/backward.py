@@ -50,7 +50,7 @@ def _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, sqt, sdot, offs
                      mask=rmask[:, None] & dmask[None, :], other=0.0)
         Lr = tl.load(l_base + offs_m, mask=rmask, other=0.0)
         Dr = tl.load(d_base + offs_m, mask=rmask, other=0.0)
-        sT = tl.dot(kb, qT, input_precision=DOT_PREC) * scale2
+        sT = (tl.dot(kb, qT, input_precision=DOT_PREC) * scale2).to(tl.float32)  # see forward.py
         if MASK:
             # -inf scores give E = 0, hence R = dS = 0, for every arm
             sT = tl.where(offs_n[:, None] <= (off + offs_m)[None, :], sT, float("-inf"))
@@ -130,7 +130,7 @@ def _dq_block(dq, q, do, Lr, Dr, k_base, v_base, skt, svt, qpos, offs_d, lo, hi,
         else:
             kt = tl.load(k_base + offs_n[None, :] * skt + offs_d[:, None], mask=dmask[:, None], other=0.0)
             vt = tl.load(v_base + offs_n[None, :] * svt + offs_d[:, None], mask=dmask[:, None], other=0.0)
-        s = tl.dot(q, kt, input_precision=DOT_PREC) * scale2
+        s = (tl.dot(q, kt, input_precision=DOT_PREC) * scale2).to(tl.float32)  # see forward.py
         if MASK:
             valid = kmask[None, :]
             if CAUSAL:

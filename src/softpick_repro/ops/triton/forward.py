@@ -44,7 +44,9 @@ def _fwd_block(acc, m, l, q, k_base, v_base, stride_kt, stride_vt, qpos, offs_d,
                          mask=dmask[:, None], other=0.0)
             vb = tl.load(v_base + offs_n[:, None] * stride_vt + offs_d[None, :],
                          mask=dmask[None, :], other=0.0)
-        s = tl.dot(q, kt, input_precision=DOT_PREC) * scale2
+        # float scalars arrive as fp32 from a plain launch but as fp64 from torch.compile's
+        # wrapper: cast back, or fp64 spreads into the loop-carried accumulators
+        s = (tl.dot(q, kt, input_precision=DOT_PREC) * scale2).to(tl.float32)
         if MASK:
             valid = kmask[None, :]
             if CAUSAL:
@@ -142,7 +144,7 @@ def attn_fwd_kernel(Q, K, V, O, L, SINK,
         # exp(0)); a row with none has acc = 0, and l = 1 keeps o = 0
         l = tl.maximum(l, 1.0)
     else:
-        l = l + eps
+        l = (l + eps).to(tl.float32)
     o = acc / l[:, None]
     tl.store(O + b * sob + h * soh + offs_m[:, None] * sot + offs_d[None, :],
              o.to(O.dtype.element_ty), mask=rmask[:, None] & dmask[None, :])

@@ -19,12 +19,16 @@ import triton.language as tl
 def _ds_and_weights(s, E, expnegL, dP, Dr, ARM: tl.constexpr):
     """Return (R, dS) for score tile s (base 2), E = exp2(s - L); Dr, expnegL broadcast to s."""
     if ARM == 0:
-        R = tl.maximum(E - expnegL, 0.0)
-        sgn = tl.where(s > 0.0, 1.0, tl.where(s < 0.0, -1.0, 0.0))
-        dS = E * (tl.where(s > 0.0, dP, 0.0) - sgn * Dr)
+        # E - exp(-L) > 0 exactly when s > 0: one compare serves R and both branches of dS
+        # (s > 0: E * (dP - Dr); s < 0: E * Dr; s == 0: 0)
+        pos = s > 0.0
+        ED = E * Dr
+        R = tl.where(pos, E - expnegL, 0.0)
+        dS = tl.where(pos, E * dP - ED, tl.where(s < 0.0, ED, 0.0))
     elif ARM == 1:
-        R = tl.maximum(E - expnegL, 0.0)
-        dS = tl.where(s > 0.0, E * (dP - Dr), 0.0)
+        pos = s > 0.0
+        R = tl.where(pos, E - expnegL, 0.0)
+        dS = tl.where(pos, E * (dP - Dr), 0.0)
     elif ARM == 2:
         R = tl.where(s >= 0.0, E, 0.0)
         dS = R * (dP - Dr)

@@ -222,6 +222,29 @@ def test_corrupt_checkpoint_is_a_clear_error_naming_the_file(tokens_dir, tmp_pat
     assert path.read_bytes() != data and len(read_rows(tmp_path / "ckpt" / "metrics.csv")) == 5
 
 
+def test_activation_checkpointing_gives_the_same_run(tokens_dir, tmp_path, monkeypatch):
+    # recomputation must not change the numbers: same losses and bitwise-equal weights on CPU
+    from softpick_repro.model.modeling import SoftpickDecoderLayer
+
+    layer_calls = []
+    forward = SoftpickDecoderLayer.forward
+    monkeypatch.setattr(SoftpickDecoderLayer, "forward",
+                        lambda self, *a, **k: layer_calls.append(1) or forward(self, *a, **k))
+    cfg = micro_train_config(steps=6, ckpt_every=6, val_every=0)
+    runs, calls = [], []
+    for flag in (False, True):
+        out = tmp_path / f"out_{flag}"
+        layer_calls.clear()
+        train({**cfg, "activation_checkpointing": flag}, tokens_dir=tokens_dir,
+              ckpt_dir=tmp_path / f"ckpt_{flag}", out_dir=out, progress=False)
+        calls.append(len(layer_calls))
+        runs.append((read_rows(out / "metrics.csv"), load_weights(output_files(out, [])["final"])))
+    assert calls[1] > calls[0], f"no layer was recomputed: {calls} decoder-layer calls"
+    (rows_a, w_a), (rows_b, w_b) = runs
+    assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b]
+    assert w_a.keys() == w_b.keys() and all(torch.equal(w_a[k], w_b[k]) for k in w_a)
+
+
 def test_checkpoint_of_other_settings_is_refused(tokens_dir, tmp_path):
     cfg = micro_train_config(steps=5, ckpt_every=5, val_every=0)
     train(cfg, tokens_dir=tokens_dir, ckpt_dir=tmp_path / "ckpt", out_dir=None, progress=False)

@@ -179,6 +179,8 @@ def train_params(wildcards):
         "stop_at_step": stop_step(wildcards.size, wildcards.arm),
         "keep_steps": keep_steps(wildcards.size, wildcards.arm),
         "device": config["device"],
+        **({"activation_checkpointing": size["activation_checkpointing"]}
+           if "activation_checkpointing" in size else {}),
     }
 
 

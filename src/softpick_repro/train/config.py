@@ -32,6 +32,7 @@ class TrainConfig:
     max_consecutive_skips: int = 10      # abort after this many non-finite steps in a row
     precision: str = "auto"              # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False                # torch.compile the model (CUDA only)
+    activation_checkpointing: bool = False   # recompute each decoder layer in the backward
     device: str = "auto"                 # auto | cpu | cuda
     threads: int | None = None           # CPU intra-op threads per process (None: torch's default)
     processes: int = 1                   # data-parallel processes; launch() uses torchrun when > 1
@@ -40,7 +41,7 @@ class TrainConfig:
 
     # Fields that do not change the trajectory of the weights: a resumed run may differ here.
     RESUME_FREE = ("stop_at_step", "ckpt_every", "keep_steps", "val_every", "val_batches",
-                   "max_consecutive_skips", "compile", "device", "threads", "processes",
+                   "max_consecutive_skips", "compile", "activation_checkpointing", "device", "threads", "processes",
                    "log_every", "micro_batch")
 
     @classmethod

@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 
 from softpick_repro.io import atomic_dir, dump_json, provenance, sha256_file
+from softpick_repro.train.export import save_model_files
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
                    "special_tokens_map.json", "added_tokens.json")
@@ -99,7 +100,7 @@ def import_released(source: str | os.PathLike, tokenizer_dir: str | os.PathLike 
                     out_dir: str | os.PathLike, *, arm: str, preset: str, step: int,
                     extra: dict | None = None) -> Path:
     """Convert the released checkpoint `source` into the HF directory `out_dir`; return it."""
-    from transformers import AutoTokenizer, GenerationConfig
+    from transformers import AutoTokenizer
 
     from softpick_repro.model import count_parameters, load_fla_checkpoint
 
@@ -116,17 +117,10 @@ def import_released(source: str | os.PathLike, tokenizer_dir: str | os.PathLike 
     if n_ids > config.vocab_size:
         raise ValueError(f"released model {source}: the tokenizer ({tok_dir}) has {n_ids} ids but "
                          f"the model's vocabulary only {config.vocab_size}")
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id if config.pad_token_id is not None else config.eos_token_id)
     weights = {f.name: sha256_file(f) for f in sorted(root.glob("*.safetensors"))}
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        if not (tmp / "model.safetensors").exists():
-            raise RuntimeError(f"save_pretrained did not write {tmp / 'model.safetensors'}")
-        if not (tmp / "generation_config.json").exists():
-            model.generation_config.save_pretrained(tmp)
+        save_model_files(model, tmp)
         names = TOKENIZER_FILES if tok_origin == "checkpoint" else [p.name for p in tok_dir.iterdir()]
         for name in sorted(names):
             item = tok_dir / name

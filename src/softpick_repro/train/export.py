@@ -58,25 +58,31 @@ def load_snapshot_model(path: str | os.PathLike):
     return model, meta
 
 
-def export_hf(snapshot: str | os.PathLike, tokenizer_dir: str | os.PathLike,
-              out_dir: str | os.PathLike, *, extra: dict | None = None) -> Path:
-    """Write the HF directory for one snapshot; return out_dir."""
+def save_model_files(model, directory: Path) -> None:
+    """config.json, model.safetensors and generation_config.json (BOS/EOS/PAD from the model
+    config) of `model` into `directory`; shared by training exports and released-model imports."""
     from transformers import GenerationConfig
 
-    snapshot, tokenizer_dir, out_dir = Path(snapshot), Path(tokenizer_dir), Path(out_dir)
-    if not tokenizer_dir.is_dir():
-        raise FileNotFoundError(f"missing tokenizer directory: {tokenizer_dir}")
-    model, meta = load_snapshot_model(snapshot)
     config = model.config
     model.generation_config = GenerationConfig(
         bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
         pad_token_id=config.pad_token_id if config.pad_token_id is not None else config.eos_token_id)
+    model.save_pretrained(directory)
+    if not (directory / "model.safetensors").exists():
+        raise RuntimeError(f"save_pretrained did not write {directory / 'model.safetensors'}")
+    if not (directory / "generation_config.json").exists():
+        model.generation_config.save_pretrained(directory)
+
+
+def export_hf(snapshot: str | os.PathLike, tokenizer_dir: str | os.PathLike,
+              out_dir: str | os.PathLike, *, extra: dict | None = None) -> Path:
+    """Write the HF directory for one snapshot; return out_dir."""
+    snapshot, tokenizer_dir, out_dir = Path(snapshot), Path(tokenizer_dir), Path(out_dir)
+    if not tokenizer_dir.is_dir():
+        raise FileNotFoundError(f"missing tokenizer directory: {tokenizer_dir}")
+    model, meta = load_snapshot_model(snapshot)
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        if not (tmp / "model.safetensors").exists():
-            raise RuntimeError(f"save_pretrained did not write {tmp / 'model.safetensors'}")
-        if not (tmp / "generation_config.json").exists():
-            model.generation_config.save_pretrained(tmp)
+        save_model_files(model, tmp)
         for item in sorted(tokenizer_dir.iterdir()):
             if item.is_file() and item.name not in _OWN_FILES:
                 shutil.copyfile(item, tmp / item.name)

@@ -34,6 +34,10 @@ PRESETS: dict[str, dict] = {
     # Paper sizes (SOFTPICK.md section 3; 2816/5632 are fla's 256-rounded 8/3 widths).
     "340m": _preset(1024, 24, 16, 2816, 8192),
     "1.8b": _preset(2048, 32, 32, 5632, 8192),
+    # One-GPU check of every rule's CUDA path (config/gpu.yaml), sized for
+    # 4096-token embedded BPE (30M / 91M with it), small enough that the whole DAG runs in minutes on one H200.
+    "gpu-s": _preset(512, 8, 8, swiglu_width(512), 2048),
+    "gpu-m": _preset(768, 12, 12, swiglu_width(768), 2048),
     # CPU default: a 2-core CPU trains a few million tokens of these in minutes.
     "tiny-s": _preset(128, 4, 4, swiglu_width(128), 2048),
     "tiny-m": _preset(256, 6, 4, swiglu_width(256), 2048),

@@ -31,12 +31,15 @@ def peak_tflops(device: torch.device) -> float | None:
 
 
 def measure(preset: str, arm: str, *, seq_len: int, micro_batch: int, steps: int, warmup: int,
-            compile_model: bool, device: torch.device, vocab_size: int = 32000) -> dict:
+            compile_model: bool, device: torch.device, vocab_size: int = 32000,
+            activation_checkpointing: bool = False) -> dict:
     from ..model import SoftpickForCausalLM, build_config, count_parameters
 
     torch.manual_seed(0)
     config = build_config(preset, arm, vocab_size)
     model = SoftpickForCausalLM(config).to(device)
+    if activation_checkpointing:  # as the trainer does it (train.activation_checkpointing)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-15,
                             weight_decay=0.1, fused=device.type == "cuda")
     step_fn = torch.compile(model) if compile_model else model
@@ -72,7 +75,8 @@ def measure(preset: str, arm: str, *, seq_len: int, micro_batch: int, steps: int
     peak = peak_tflops(device)
     row = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "preset": preset, "arm": arm, "compile": compile_model, "seq_len": seq_len,
+        "preset": preset, "arm": arm, "compile": compile_model,
+        "activation_checkpointing": activation_checkpointing, "seq_len": seq_len,
         "micro_batch": micro_batch, "steps": steps, "params_no_embedding": n_params,
         "tokens_per_s": tokens / seconds,
         "tflops_6n": flops_dense / seconds / 1e12,
@@ -93,36 +97,37 @@ def main(argv=None) -> None:
     parser.add_argument("--preset", default="340m")
     parser.add_argument("--arms", nargs="+", default=["softmax", "softpick"])
     parser.add_argument("--seq-len", type=int, default=4096)
-    parser.add_argument("--micro-batch", type=int, default=4)
+    parser.add_argument("--micro-batch", type=int, nargs="+", default=[4])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", choices=["off", "on", "both"], default="off")
+    parser.add_argument("--activation-checkpointing", choices=["off", "on", "both"], default="off")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
-    for compile_model in {"off": [False], "on": [True], "both": [False, True]}[args.compile]:
-        for arm in args.arms:
-            try:
-                row = measure(args.preset, arm, seq_len=args.seq_len, micro_batch=args.micro_batch,
-                              steps=args.steps, warmup=args.warmup, compile_model=compile_model,
-                              device=device)
-            except Exception as exc:  # keep measuring the other cells; the CSV says what failed
-                print(f"{arm} compile={compile_model}: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
-                if rows:
-                    rows.append({**{k: "" for k in rows[0]}, "arm": arm, "compile": compile_model,
-                                 "preset": args.preset, "status": f"error: {type(exc).__name__}"})
-                    _write(rows, args.out) if args.out else None
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                continue
+    choices = {"off": [False], "on": [True], "both": [False, True]}
+    cells = [(c, a, mb, arm) for c in choices[args.compile] for a in choices[args.activation_checkpointing]
+             for mb in args.micro_batch for arm in args.arms]
+    for compile_model, recompute, micro_batch, arm in cells:
+        cell = {"preset": args.preset, "arm": arm, "compile": compile_model,
+                "activation_checkpointing": recompute, "micro_batch": micro_batch}
+        try:
+            row = measure(args.preset, arm, seq_len=args.seq_len, micro_batch=micro_batch,
+                          steps=args.steps, warmup=args.warmup, compile_model=compile_model,
+                          device=device, activation_checkpointing=recompute)
             rows.append({**row, "status": "ok"})
-            print(f"{arm:>18} compile={compile_model!s:5} {row['tokens_per_s']:>10,.0f} tok/s  "
-                  f"MFU(6N) {row['mfu_6n']:.3f}  MFU(6N+attn) {row['mfu_6n_attn']:.3f}  "
-                  f"mem {row['peak_mem_gb']:.1f} GB  loss {row['first_loss']:.3f}->{row['last_loss']:.3f}",
-                  flush=True)
-            if args.out:  # after every row: a crash later keeps what was measured
-                _write(rows, args.out)
+            print(f"{arm:>18} compile={compile_model!s:5} recompute={recompute!s:5} mb={micro_batch:<3}"
+                  f"{row['tokens_per_s']:>10,.0f} tok/s  MFU(6N) {row['mfu_6n']:.3f}  "
+                  f"MFU(6N+attn) {row['mfu_6n_attn']:.3f}  mem {row['peak_mem_gb']:.1f} GB  "
+                  f"loss {row['first_loss']:.3f}->{row['last_loss']:.3f}", flush=True)
+        except Exception as exc:  # keep measuring the other cells; the CSV says what failed (e.g. OOM)
+            print(f"{cell}: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+            rows.append({**cell, "status": f"error: {type(exc).__name__}"})
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        if args.out:  # after every cell: a crash later keeps what was measured
+            _write(rows, args.out)
     sys.stdout.flush()
 
 
@@ -130,7 +135,8 @@ def _write(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        fields = list(dict.fromkeys(k for row in rows for k in row))  # error rows have fewer keys
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)

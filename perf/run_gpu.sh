@@ -21,6 +21,9 @@ mkdir -p "$out"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/device.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$out/device.txt"
+# result files are named after the device they ran on: h100, h200, a100, ... (first model token)
+dev=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr 'A-Z' 'a-z' | grep -oE '[a-z][0-9]+' | head -1)
+dev=${dev:-gpu}
 status=0
 
 for section in $sections; do
@@ -30,14 +33,14 @@ for section in $sections; do
       python3 -m pytest -q -rf -p no:cacheprovider -n 6 tests/triton_kernel_cases.py \
         --junitxml="$out/kernel_tests.xml" || status=1 ;;
     bench)
-      python3 -m softpick_repro.ops.bench --device cuda --out "$out/kernel_bench_h100.csv" || status=1 ;;
+      python3 -m softpick_repro.ops.bench --device cuda --out "$out/kernel_bench_$dev.csv" || status=1 ;;
     tune)
       # block-size sweep on softpick at T = 8192 (every trial printed), then the bench with the winners
-      python3 -m softpick_repro.ops.bench --device cuda --tune --out "$out/kernel_bench_tuned_h100.csv" || status=1 ;;
+      python3 -m softpick_repro.ops.bench --device cuda --tune --out "$out/kernel_bench_tuned_$dev.csv" || status=1 ;;
     throughput)
       python3 -m softpick_repro.train.throughput --preset 340m --arms softmax softpick \
         --seq-len 4096 --micro-batch 4 --steps 8 --warmup 2 --compile both \
-        --out "$out/train_throughput_h100.csv" || status=1 ;;
+        --out "$out/train_throughput_$dev.csv" || status=1 ;;
     shortrun)
       for arm in softmax softpick; do
         cfg="$out/shortrun_$arm.json"

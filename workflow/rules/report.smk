@@ -8,7 +8,7 @@ rule table06_training_config:
         multiext("results/tables/table06_training_config", ".csv", ".md", ".tex"),
     params:
         sizes=config["sizes"],
-        train=config["train"],
+        train={**config["train"], "seed": ", ".join(SEEDS)},
     log:
         "logs/report/table06.log",
     conda:
@@ -59,6 +59,7 @@ rule paper_comparison_and_claims:
     params:
         sizes=config["sizes"],
         rules=config["claims"],
+        seeds=SEEDS,
     log:
         "logs/report/scorecard.log",
     conda:
@@ -82,3 +83,21 @@ rule html_report:
         "../../envs/softpick.yaml"
     script:
         "../scripts/html_report.py"
+
+
+rule combine_seeds:
+    """A per-seed table (results/tables/seed_{seed}/) of every seed -> mean ± std."""
+    input:
+        lambda wc: expand("results/tables/seed_{seed}/{table}.csv", seed=SEEDS, table=wc.table),
+    output:
+        multiext("results/tables/{table}", ".csv", ".md", ".tex"),
+    wildcard_constraints:
+        table="|".join(PER_SEED_TABLES),
+    params:
+        seeds=SEEDS,
+    log:
+        "logs/report/combine_seeds/{table}.log",
+    conda:
+        "../../envs/softpick.yaml"
+    script:
+        "../scripts/combine_seeds.py"

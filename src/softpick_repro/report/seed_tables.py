@@ -1,0 +1,62 @@
+"""One table from the same table of several seeds: numbers as mean ± std.
+
+Each per-seed table (results/tables/seed_{seed}/<table>.csv) is written by the table's own
+rule; this module combines them cell by cell. A cell that is a number in every seed and not
+the same in all of them becomes "mean ± std" (sample std, with the decimals the tables
+print); a cell equal in every seed (labels, configured values, a 0.00 everywhere) is kept
+as it is. With one seed the table is unchanged. Tables of different shape or labels are an
+error, not a guess.
+"""
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from .tables import write_table
+
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _decimals(text: str) -> int:
+    mantissa = text.split("e")[0].split("E")[0]
+    return len(mantissa.split(".")[1]) if "." in mantissa else 0
+
+
+def combine_cell(values: Sequence[str]) -> str:
+    if len(set(values)) == 1:
+        return values[0]
+    if not all(_NUMBER.match(v.strip()) for v in values):
+        raise ValueError(f"cells differ between seeds but are not all numbers: {list(values)}")
+    numbers = [float(v) for v in values]
+    places = max(_decimals(v.strip()) for v in values)
+    mean, std = statistics.fmean(numbers), statistics.stdev(numbers)
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        return "nan"
+    return f"{mean:.{places}f} ± {std:.{places}f}"
+
+
+def combine_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    if not frames:
+        raise ValueError("no per-seed tables to combine")
+    first = frames[0]
+    for i, frame in enumerate(frames[1:], start=2):
+        if list(frame.columns) != list(first.columns) or frame.shape != first.shape:
+            raise ValueError(f"the table of seed #{i} has columns {list(frame.columns)} and shape {frame.shape}, "
+                             f"the first {list(first.columns)} and {first.shape}")
+    out = first.copy()
+    for col in first.columns:
+        out[col] = [combine_cell([str(f[col].iloc[r]) for f in frames]) for r in range(len(first))]
+    return out
+
+
+def combine_seed_tables(csv_paths: Sequence[str | Path], seeds: Sequence[str], out_stem: str | Path) -> list[Path]:
+    """Write out_stem.{csv,md,tex} from the per-seed CSVs (their .md beside them gives the caption)."""
+    frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in csv_paths]
+    md = Path(csv_paths[0]).with_suffix(".md").read_text().split("\n\n")[0].strip()
+    caption = md if len(seeds) == 1 else f"{md} Mean ± std over seeds {', '.join(map(str, seeds))}."
+    return write_table(combine_frames(frames), out_stem, caption)

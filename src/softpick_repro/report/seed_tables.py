@@ -9,7 +9,6 @@ error, not a guess.
 """
 from __future__ import annotations
 
-import math
 import re
 import statistics
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 
 from .tables import write_table
 
+NON_FINITE = ("nan", "inf", "-inf")   # how the tables spell them (tables.format_value)
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -28,16 +28,20 @@ def _decimals(text: str) -> int:
 
 
 def combine_cell(values: Sequence[str]) -> str:
+    """mean ± std of one cell over seeds; an empty cell (not measured) is left out of both, and
+    a cell with nan/inf in some seed lists the seeds' values ("inf / 3.20")."""
     if len(set(values)) == 1:
         return values[0]
-    if not all(_NUMBER.match(v.strip()) for v in values):
+    present = [v.strip() for v in values if v.strip()]
+    if not all(_NUMBER.match(v) or v in NON_FINITE for v in present):
         raise ValueError(f"cells differ between seeds but are not all numbers: {list(values)}")
-    numbers = [float(v) for v in values]
-    places = max(_decimals(v.strip()) for v in values)
-    mean, std = statistics.fmean(numbers), statistics.stdev(numbers)
-    if not (math.isfinite(mean) and math.isfinite(std)):
-        return "nan"
-    return f"{mean:.{places}f} ± {std:.{places}f}"
+    if any(v in NON_FINITE for v in present):
+        return " / ".join(present)
+    if len(present) == 1:
+        return present[0]
+    numbers = [float(v) for v in present]
+    places = max(_decimals(v) for v in present)
+    return f"{statistics.fmean(numbers):.{places}f} ± {statistics.stdev(numbers):.{places}f}"
 
 
 def combine_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:

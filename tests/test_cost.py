@@ -124,7 +124,7 @@ def test_a_second_seed_doubles_every_job_on_a_run(paper, paper_jobs):
     cfg = copy.deepcopy(paper)
     cfg["runs"]["seeds"] = [79, 80]
     jobs = cost.plan_jobs(cfg)
-    for rule in ("pretrain", "evaluate", "dead_heads", "passkey", "export_hf"):
+    for rule in ("pretrain", "evaluate", "dead_heads", "passkey", "export_hf", "attention_metrics"):
         one = sum(j.rule == rule for j in paper_jobs)
         assert sum(j.rule == rule for j in jobs) == 2 * one, rule
         assert {j.seed for j in jobs if j.rule == rule} == {79, 80}

@@ -185,9 +185,14 @@ def plan_jobs(config: dict) -> list[Job]:
         jobs.append(_price(Job("passkey", size, arm, f"{len(lengths)} lengths", gpus=1),
                            model_shape(config, size, arm),
                            [(float(pk["trials"] * n), n) for n in lengths], config))
-    # every job on a run is repeated per seed; a released model has one (check_released)
-    return [replace(job, seed=seed) if job.size else job
-            for job in jobs for seed in (plan.seeds(config) if job.size else [None])]
+    # every job on a run is repeated per seed (a released model has one: check_released),
+    # except the maps of the single-model figures, drawn from the first seed
+    def seeds_of(job: Job) -> list:
+        if not job.size:
+            return [None]
+        return plan.seeds(config)[:1] if job.rule in plan.FIRST_SEED_ONLY else plan.seeds(config)
+
+    return [replace(job, seed=seed) if job.size else job for job in jobs for seed in seeds_of(job)]
 
 
 def find_job(jobs: list[Job], rule: str, size: str, arm: str) -> Job:

@@ -151,6 +151,8 @@ def attention_metric_runs(config: dict) -> list[tuple[str, str, str]]:
 
 
 MAP_ARMS = ("softmax", "softpick")
+# rules run for the first seed only: the attention maps behind the single-model figures
+FIRST_SEED_ONLY = ("attention_maps",)
 
 
 def attention_map_runs(config: dict) -> list[tuple[str, str]]:

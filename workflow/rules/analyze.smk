@@ -91,7 +91,7 @@ rule figure01_attention_sink:
         maps=[map_file(SIZES[0], arm) for arm in MAP_ARMS],
         metrics=[f"{run_dir(SIZES[0], arm, FIRST_SEED)}/metrics/attention_final.json" for arm in MAP_ARMS],
     output:
-        multiext("results/figures/figure01_attention_sink", ".pdf", ".png"),
+        reported(multiext("results/figures/figure01_attention_sink", ".pdf", ".png"), "Figures"),
     params:
         figure=1,
         arms=MAP_ARMS,
@@ -110,7 +110,7 @@ rule figure04_activation_boxplots:
     input:
         metrics=[f"{run_dir(SIZES[0], arm, FIRST_SEED)}/metrics/attention_final.json" for arm in MAP_ARMS],
     output:
-        multiext("results/figures/figure04_activation_boxplots", ".pdf", ".png"),
+        reported(multiext("results/figures/figure04_activation_boxplots", ".pdf", ".png"), "Figures"),
     params:
         figure=4,
         arms=MAP_ARMS,
@@ -128,7 +128,7 @@ rule figure05_attention_heads:
     input:
         maps=[map_file(SIZES[0], arm) for arm in MAP_ARMS],
     output:
-        multiext("results/figures/figure05_attention_heads", ".pdf", ".png"),
+        reported(multiext("results/figures/figure05_attention_heads", ".pdf", ".png"), "Figures"),
     params:
         figure=5,
         arms=MAP_ARMS,
@@ -146,7 +146,8 @@ rule figure_attention_grid:
     input:
         maps=lambda wc: map_file(wc.size, wc.arm),
     output:
-        multiext("results/figures/figure{num}_attention_maps_{size}_{arm}_text{text}", ".pdf", ".png"),
+        reported(multiext("results/figures/figure{num}_attention_maps_{size}_{arm}_text{text}", ".pdf", ".png"),
+                 "Attention maps", caption="grid"),
     wildcard_constraints:
         num=r"\d\d",
         text="[123]",

@@ -42,6 +42,21 @@ def corpus_files(wildcards=None):
     return [str(f) for f in files]
 
 
+def reported(paths, category, caption=None):
+    """Flag the .csv/.png among `paths` for `snakemake --report`; the caption is
+    workflow/report/<key>.rst (the key from the file name, or `caption`), the same caption
+    results/report.html prints."""
+    from softpick_repro.report.html import caption_key
+
+    flagged = []
+    for path in paths:
+        if str(path).endswith((".csv", ".png")):
+            key = caption or caption_key(Path(path).stem)
+            path = report(path, caption=f"../report/{key}.rst", category=category)
+        flagged.append(path)
+    return flagged
+
+
 def paper_targets():
     """Every table and figure of the paper this config produces, and what they rest on."""
     return [
@@ -417,6 +432,14 @@ def table05_inputs(wildcards):
 # combine_seeds into results/tables/ (mean ± std with >= 2 seeds).
 PER_SEED_TABLES = [*TABLE_STEMS, "table02_attention_metrics", "table03_attention_variants",
                    "table04_passkey", "table05_dead_head_masking"]
+
+
+def seed_table_caption(wildcards):
+    """combine_seeds' caption for `snakemake --report` (workflow/report/seed_table.rst prints it)."""
+    from softpick_repro.report.html import caption_text
+
+    spread = f" Mean ± std over seeds {', '.join(SEEDS)}." if len(SEEDS) > 1 else ""
+    return caption_text(wildcards.table) + spread
 
 
 def deadhead_passkey_targets():

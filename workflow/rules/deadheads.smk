@@ -36,7 +36,7 @@ rule figure06_dead_heads:
     input:
         unpack(figure06_inputs),
     output:
-        multiext("results/figures/figure06_dead_heads", ".pdf", ".png"),
+        reported(multiext("results/figures/figure06_dead_heads", ".pdf", ".png"), "Figures"),
     params:
         labels={name: size["label"] for name, size in SIZE_CFG.items()},
         eps=DEADHEADS_CFG["eps"],

@@ -78,7 +78,7 @@ rule figure03_quantization:
          if arm in ARMS_BY_GROUP["main_arms"] for seed in SEEDS],
     output:
         pdf="results/figures/figure03_quantization.pdf",
-        png="results/figures/figure03_quantization.png",
+        png=report("results/figures/figure03_quantization.png", caption="../report/figure03.rst", category="Figures"),
     params:
         sizes=config["sizes"],
         methods=QUANT_CFG["methods"],

@@ -85,19 +85,23 @@ rule html_report:
         "../scripts/html_report.py"
 
 
+
+PER_SEED_TABLES = per_seed_tables()
+
+
 rule combine_seeds:
-    """A per-seed table (results/tables/seed_{seed}/) of every seed -> mean ± std."""
+    """Every per-seed table (results/tables/seed_{seed}/) -> results/tables/, mean ± std over
+    the seeds; one job for all tables (each would otherwise pay its own Python start-up)."""
     input:
-        lambda wc: expand("results/tables/seed_{seed}/{table}.csv", seed=SEEDS, table=wc.table),
+        [f"results/tables/seed_{seed}/{table}.csv" for table in PER_SEED_TABLES for seed in SEEDS],
     output:
-        reported(multiext("results/tables/{table}", ".csv", ".md", ".tex"), "Tables", caption="seed_table"),
-    wildcard_constraints:
-        table="|".join(PER_SEED_TABLES),
+        [path for table in PER_SEED_TABLES
+         for path in reported(multiext(f"results/tables/{table}", ".csv", ".md", ".tex"), "Tables")],
     params:
+        tables=PER_SEED_TABLES,
         seeds=SEEDS,
-        caption=seed_table_caption,
     log:
-        "logs/report/combine_seeds/{table}.log",
+        "logs/report/combine_seeds.log",
     conda:
         "../../envs/softpick.yaml"
     script:

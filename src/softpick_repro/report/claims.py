@@ -378,14 +378,14 @@ def judge(outcomes: list[Outcome], k: float) -> tuple[str, float, str]:
     parts = []
     if failed_sizes:
         lacking = [p.text(k, False) for p in pre if p.size in failed_sizes]
-        parts.append("baseline lacks the phenomenon: " + "; ".join(lacking))
+        parts.append("baseline lacks the phenomenon: " + ", ".join(lacking))
     if not kept:
         verdict = NOT_TESTABLE if failed_sizes else NOT_MEASURED
-        return verdict, math.nan, " | ".join(parts + notes) or "no numbers for this claim"
+        return verdict, math.nan, "; ".join(parts + notes) or "no numbers for this claim"
     slacks = [c.slack(k, pessimistic=True) for c in kept]
     verdict = HOLDS if min(slacks) >= 0 else FAILS
     parts += [c.text(k, True) for c in kept]
-    return verdict, min(slacks), " | ".join(parts + notes)
+    return verdict, min(slacks), "; ".join(parts + notes)
 
 
 def evaluate_claims(inputs: ClaimInputs | list[ClaimInputs], rules: dict) -> pd.DataFrame:
@@ -420,8 +420,9 @@ def write_claims(frame: pd.DataFrame, stem: str | Path, excluded: list[str] = ()
              "baseline lacks what the claim compares against; it is not a refutation.", ""]
     lines += [f"- left out of the rules: {reason}" for reason in excluded]
     lines += ["", "| claim | statement | verdict | margin | evidence |", "|---|---|---|---|---|"]
-    lines += [f"| {r.claim} | {r.statement} | **{r.verdict}** | {_num(r.margin) if math.isfinite(r.margin) else ''} "
-              f"| {r.evidence} |" for r in frame.itertuples()]
+    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731  (a pipe would end the Markdown cell)
+    lines += [f"| {r.claim} | {cell(r.statement)} | **{r.verdict}** | "
+              f"{_num(r.margin) if math.isfinite(r.margin) else ''} | {cell(r.evidence)} |" for r in frame.itertuples()]
     atomic_write_text(stem.with_suffix(".md"), "\n".join(lines) + "\n")
     return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
 

@@ -87,7 +87,8 @@ def verdicts_html(claims_csv: Path) -> str:
              "<ul class='verdicts'>"]
     for row in frame.itertuples():
         colour = VERDICT_COLOURS.get(row.verdict, "#57606a")
-        margin = f" <span class='margin'>margin {html.escape(_round(row.margin))}</span>" if row.margin else ""
+        margin = (f" <span class='margin' title='slack of the tightest check, in its unit'>margin "
+                  f"{float(row.margin):+.3g}</span>" if row.margin and row.margin != "nan" else "")
         lines.append(f"<li><span class='badge' style='background:{colour}'>{html.escape(row.verdict)}</span> "
                      f"<b>{html.escape(row.claim)}.</b> {html.escape(row.statement)}{margin}"
                      f"<details><summary>evidence</summary><p>{html.escape(row.evidence)}</p></details></li>")

@@ -273,3 +273,23 @@ def test_passkey_lengths_matched_by_fraction(tmp_path):
     dump_json({"lengths": [{"accuracy": 0.5, "target_tokens": 192, "fraction": 0.75, "trials": 4}]}, tmp_path / "p.json")
     rows = collect(passkey_rows(tmp_path / "p.json", RunInfo("tiny-s", "340M", "softpick")))
     assert list(rows.metric) == ["accuracy@3075"]
+
+
+def test_run_inputs_one_per_seed_with_standard_errors(tmp_path):
+    from softpick_repro.report.scorecard import claim_inputs_by_seed
+
+    sizes = [{"name": "tiny-s", "label": "tiny-S", "paper_size": "340M"}]
+    entries = []
+    for seed, acc in (("79", 0.50), ("80", 0.60)):
+        for arm in ("softmax", "softpick"):
+            path = eval_json(tmp_path / f"{seed}_{arm}.json", acc=acc)
+            entries.append(parse_entry(f"eval|{seed}|tiny-s|{arm}|none", str(path)))
+    per_seed = claim_inputs_by_seed(entries, sizes)
+    assert len(per_seed) == 2 and per_seed[0].paper_sizes == {"tiny-S": "340M"}
+    assert per_seed[1].benchmarks["tiny-S"]["softpick"][("sciq", "acc")] == pytest.approx(60.0)
+    se = per_seed[0].benchmark_se["tiny-S"]["softmax"]
+    assert se[("sciq", "acc")] == pytest.approx(1.0)        # lm-eval's acc_stderr 0.01, in points
+    assert se[("sciq", "acc_norm")] != se[("sciq", "acc_norm")]  # no stderr, no document count: nan
+    frame = evaluate_claims(per_seed, RULES).set_index("claim")
+    assert frame.seeds["4"] == 2 and "(n=2)" in frame.evidence["4"]
+    assert frame.sizes["4"] == "tiny-S (for 340M)"

@@ -10,6 +10,7 @@ import pandas as pd
 from ..io import load_json
 from .claims import ClaimInputs, evaluate_claims, write_claims
 from .comparison import compare, load_published, write_comparison
+from .published_claims import binomial_se_points
 from .run_values import (RunInfo, _quant_parts, _scaled, attention_rows, collect, eval_rows,
                          masked_eval_rows, passkey_rows)
 
@@ -50,6 +51,16 @@ def run_values(entries: Iterable[dict], sizes: list[dict]) -> pd.DataFrame:
         {**{c: "first" for c in frame.columns if c not in keys}, "value": "mean"})[frame.columns]
 
 
+def _accuracy_se(metric: str, score_points: float, stderr, n_samples) -> float:
+    """Standard error (points) of an accuracy: lm-eval's stderr, else binomial from the document
+    count; nan for perplexities and when neither is known."""
+    if metric not in ("acc", "acc_norm"):
+        return math.nan
+    if stderr is not None and math.isfinite(float(stderr)):
+        return 100.0 * float(stderr)
+    return binomial_se_points(score_points, int(n_samples)) if n_samples else math.nan
+
+
 def claim_inputs(entries: Iterable[dict], sizes: list[dict]) -> ClaimInputs:
     """The claims' inputs from one seed's entries."""
     labels = {s["name"]: s["label"] for s in sizes}
@@ -69,8 +80,7 @@ def claim_inputs(entries: Iterable[dict], sizes: list[dict]) -> ClaimInputs:
                     if metric not in ("acc", "acc_norm", "perplexity", "word_perplexity"):
                         continue
                     value = _scaled(metric, value)
-                    stderr = metrics.get(f"{metric}_stderr")
-                    se = 100.0 * float(stderr) if metric in ("acc", "acc_norm") and stderr is not None else math.nan
+                    se = _accuracy_se(metric, value, metrics.get(f"{metric}_stderr"), entry.get("n_samples"))
                     if method == "none":
                         key, scores, errors = (paper_task, metric), inp.benchmarks, inp.benchmark_se
                     else:

@@ -428,13 +428,18 @@ def table05_inputs(wildcards):
             for size, arm in deadheads_runs()}
 
 
-def per_seed_tables():
-    """Tables written once per seed under results/tables/seed_{seed}/ and combined by rule
-    combine_seeds into results/tables/ (mean ± std with >= 2 seeds): those this config makes."""
-    candidates = [*TABLE_STEMS, "table02_attention_metrics", "table03_attention_variants",
-                  "table04_passkey", "table05_dead_head_masking"]
-    targets = set(paper_targets())
-    return [stem for stem in candidates if f"results/tables/{stem}.csv" in targets]
+# Tables written once per seed under results/tables/seed_{seed}/ and combined by rule
+# combine_seeds into results/tables/ (mean ± std with >= 2 seeds).
+PER_SEED_TABLES = [*TABLE_STEMS, "table02_attention_metrics", "table03_attention_variants",
+                   "table04_passkey", "table05_dead_head_masking"]
+
+
+def seed_table_caption(wildcards):
+    """combine_seeds' caption for `snakemake --report` (workflow/report/seed_table.rst prints it)."""
+    from softpick_repro.report.html import caption_text
+
+    spread = f" Mean ± std over seeds {', '.join(SEEDS)}." if len(SEEDS) > 1 else ""
+    return caption_text(wildcards.table) + spread
 
 
 def deadhead_passkey_targets():

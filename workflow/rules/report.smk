@@ -86,23 +86,23 @@ rule html_report:
 
 
 
-PER_SEED_TABLES = per_seed_tables()
-
 
 rule combine_seeds:
-    """Every per-seed table (results/tables/seed_{seed}/) -> results/tables/, mean ± std over
-    the seeds; one job for all tables (each would otherwise pay its own Python start-up)."""
+    """One table of every seed (results/tables/seed_{seed}/) -> results/tables/, mean ± std.
+    A `run:` block, not a script: a dozen of these tiny jobs run inside Snakemake's own
+    process instead of paying an interpreter start-up each (the default run's time budget)."""
     input:
-        [f"results/tables/seed_{seed}/{table}.csv" for table in PER_SEED_TABLES for seed in SEEDS],
+        lambda wc: expand("results/tables/seed_{seed}/{table}.csv", seed=SEEDS, table=wc.table),
     output:
-        [path for table in PER_SEED_TABLES
-         for path in reported(multiext(f"results/tables/{table}", ".csv", ".md", ".tex"), "Tables")],
+        reported(multiext("results/tables/{table}", ".csv", ".md", ".tex"), "Tables", caption="seed_table"),
+    wildcard_constraints:
+        table="|".join(PER_SEED_TABLES),
     params:
-        tables=PER_SEED_TABLES,
         seeds=SEEDS,
+        caption=seed_table_caption,
     log:
-        "logs/report/combine_seeds.log",
-    conda:
-        "../../envs/softpick.yaml"
-    script:
-        "../scripts/combine_seeds.py"
+        "logs/report/combine_seeds/{table}.log",
+    run:
+        from softpick_repro.report.seed_tables import combine_seed_tables
+
+        combine_seed_tables(list(input), params.seeds, Path(output[0]).with_suffix(""), log=log[0])

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..io import atomic_write_text
 from .tables import write_table
 
 NON_FINITE = ("nan", "inf", "-inf")   # how the tables spell them (tables.format_value)
@@ -58,9 +59,16 @@ def combine_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def combine_seed_tables(csv_paths: Sequence[str | Path], seeds: Sequence[str], out_stem: str | Path) -> list[Path]:
-    """Write out_stem.{csv,md,tex} from the per-seed CSVs (their .md beside them gives the caption)."""
+def combine_seed_tables(csv_paths: Sequence[str | Path], seeds: Sequence[str], out_stem: str | Path,
+                        log: str | Path | None = None) -> list[Path]:
+    """Write out_stem.{csv,md,tex} from the per-seed CSVs (their .md beside them gives the
+    caption). `log`: the job's log file, written directly: the rule runs inside Snakemake's
+    process, whose stdout and logging must stay untouched."""
     frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in csv_paths]
     md = Path(csv_paths[0]).with_suffix(".md").read_text().split("\n\n")[0].strip()
     caption = md if len(seeds) == 1 else f"{md} Mean ± std over seeds {', '.join(map(str, seeds))}."
-    return write_table(combine_frames(frames), out_stem, caption)
+    written = write_table(combine_frames(frames), out_stem, caption)
+    if log:
+        lines = [f"seeds {', '.join(map(str, seeds))}: {', '.join(map(str, csv_paths))}", *map(str, written)]
+        atomic_write_text(log, "\n".join(lines) + "\n")
+    return written

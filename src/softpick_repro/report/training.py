@@ -50,6 +50,17 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def seed_series(paths, metric: str, smooth: int = 1) -> pd.DataFrame:
+    """One column per seed's metrics.csv: `metric` by step (skipped steps left out), smoothed
+    with a moving average over `smooth` steps."""
+    per_seed = []
+    for path in paths:
+        kept = read_metrics(path).set_index("step")
+        kept = kept[kept["skipped"] == 0][metric]
+        per_seed.append(kept.rolling(smooth, min_periods=1).mean() if smooth > 1 else kept)
+    return pd.concat(per_seed, axis=1)
+
+
 def plot_training_curves(curves: Mapping[str, Mapping[str, str | Path]], out_stem: str | Path,
                          title: str, smooth: int = 5) -> list[Path]:
     """curves: size label -> {arm: metrics.csv, or a list of them, one per seed}. One row of
@@ -66,12 +77,7 @@ def plot_training_curves(curves: Mapping[str, Mapping[str, str | Path]], out_ste
         for arm, paths in curves[size].items():
             paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
             for col, metric in enumerate(("loss", "grad_norm")):
-                per_seed = []
-                for path in paths:
-                    kept = read_metrics(path).set_index("step")
-                    kept = kept[kept["skipped"] == 0][metric]
-                    per_seed.append(kept.rolling(smooth, min_periods=1).mean() if smooth > 1 else kept)
-                joined = pd.concat(per_seed, axis=1)
+                joined = seed_series(paths, metric, smooth)
                 label = arm if len(paths) == 1 else f"{arm} (mean of {len(paths)} seeds, band: min-max)"
                 line, = axes[row, col].plot(joined.index, joined.mean(axis=1), label=label, linewidth=1.2)
                 if len(paths) > 1:

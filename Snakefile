@@ -1,16 +1,18 @@
 # Softpick reproduction pipeline (arXiv 2504.20966): see README.md.
 #
-# Path scheme (one spelling everywhere, docs/ARCHITECTURE.md):
-#   results/data/tokenizer/                       tokenizer (transformers directory)
-#   results/data/tokens/{train,val}.bin           token shards + manifest.json
-#   results/{size}/{arm}/train/metrics.csv        per-step training metrics
-#   results/{size}/{arm}/train/final/             exported Hugging Face model (or imported: released.smk)
-#   results/{size}/{arm}/train/step_{step}/       exported intermediate checkpoints
-#   results/{size}/{arm}/eval/{quant}.json        benchmark results (quant: none, hqq2, bnb4, gptq4, ...)
-#   results/tables/tableNN_<name>.{csv,md,tex}    paper tables
-#   results/figures/figureNN_<name>.{pdf,png}     paper figures
-#   checkpoints/{size}/{arm}/                     resumable training state (not a rule output)
-#   logs/<stage>/...  benchmarks/<stage>/...      per-job logs and resource benchmarks
+# Path scheme (one spelling everywhere, docs/ARCHITECTURE.md). One run = (size, arm, seed);
+# the seed is the {seed} wildcard, one directory level `seed_{seed}` (runs.seeds, e.g. seed_79):
+#   results/data/tokenizer/                                tokenizer (transformers directory)
+#   results/data/tokens/{train,val}.bin                    token shards + manifest.json
+#   results/{size}/{arm}/seed_{seed}/train/metrics.csv     per-step training metrics
+#   results/{size}/{arm}/seed_{seed}/train/final/          exported Hugging Face model (or imported: released.smk)
+#   results/{size}/{arm}/seed_{seed}/train/step_{step}/    exported intermediate checkpoints
+#   results/{size}/{arm}/seed_{seed}/eval/{quant}.json     benchmark results (quant: none, hqq2, bnb4, gptq4, ...)
+#   results/tables/seed_{seed}/tableNN_<name>.{csv,md,tex} one seed's table
+#   results/tables/tableNN_<name>.{csv,md,tex}             paper tables (mean ± std over the seeds)
+#   results/figures/figureNN_<name>.{pdf,png}              paper figures (spread over the seeds)
+#   checkpoints/{size}/{arm}/seed_{seed}/                  resumable training state (not a rule output)
+#   logs/<stage>/...  benchmarks/<stage>/...               per-job logs and resource benchmarks
 
 from snakemake.utils import min_version
 
@@ -18,6 +20,9 @@ min_version("9.0")
 
 
 configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

@@ -6,3 +6,5 @@ python -m pytest -q tests
 start=$(date +%s)
 snakemake --cores 2 --configfile config/smoke.yaml --rerun-incomplete --show-failed-logs
 echo "smoke pipeline wall time: $(( $(date +%s) - start )) s"
+# Snakemake's own report of the smoke run (tables, figures and verdicts with their captions)
+snakemake --configfile config/smoke.yaml --report results/snakemake_report.html

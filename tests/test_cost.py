@@ -118,3 +118,23 @@ def test_bad_cost_keys_are_rejected():
     cfg["cost"]["gpu_peak"] = 989
     with pytest.raises(ConfigError, match="unknown config key cost.gpu_peak"):
         validate_config(cfg)
+
+
+def test_a_second_seed_doubles_every_job_on_a_run(paper, paper_jobs):
+    cfg = copy.deepcopy(paper)
+    cfg["runs"]["seeds"] = [79, 80]
+    jobs = cost.plan_jobs(cfg)
+    for rule in ("pretrain", "evaluate", "dead_heads", "passkey", "export_hf", "attention_metrics"):
+        one = sum(j.rule == rule for j in paper_jobs)
+        assert sum(j.rule == rule for j in jobs) == 2 * one, rule
+        assert {j.seed for j in jobs if j.rule == rule} == {79, 80}
+    assert sum(j.rule == "tokenize" for j in jobs) == 1
+    assert cost.totals(jobs)["all"] == pytest.approx(2 * cost.totals(paper_jobs)["all"])
+
+
+def test_released_models_need_a_single_seed(paper):
+    cfg = copy.deepcopy(paper)
+    cfg["runs"]["seeds"] = [79, 80]
+    cfg["released_models"] = {"enabled": True, "models": {"340m": {"softmax": "some/repo"}}}
+    with pytest.raises(ConfigError, match="runs.seeds: released models have one seed each"):
+        plan.check_released(cfg)

@@ -2,7 +2,8 @@
 import pandas as pd
 import pytest
 
-from softpick_repro.report.training import plot_training_curves, read_metrics, write_training_config_table
+from softpick_repro.report.training import (plot_training_curves, read_metrics, seed_series,
+                                           write_training_config_table)
 
 TRAIN = {"global_batch": 128, "seq_len": 4096, "min_lr_ratio": 0.1, "betas": [0.9, 0.95],
          "adam_eps": 1e-15, "weight_decay": 0.1, "grad_clip": 1.0, "seed": 79}
@@ -40,3 +41,13 @@ def test_bad_metrics_named(tmp_path):
         read_metrics(tmp_path / "m.csv")
     with pytest.raises(FileNotFoundError, match="missing training metrics"):
         read_metrics(tmp_path / "nope.csv")
+
+
+def test_several_seeds_give_mean_and_band(tmp_path):
+    write_metrics(tmp_path / "s79.csv", [5, 4, 3])
+    write_metrics(tmp_path / "s80.csv", [7, 6, 5])
+    joined = seed_series([tmp_path / "s79.csv", tmp_path / "s80.csv"], "loss")
+    assert list(joined.mean(axis=1)) == [6, 5, 4] and list(joined.min(axis=1)) == [5, 4, 3]
+    outs = plot_training_curves({"S": {"softmax": [tmp_path / "s79.csv", tmp_path / "s80.csv"]}},
+                                tmp_path / "fig2", "Figure 2")
+    assert all(p.stat().st_size > 1000 for p in outs)

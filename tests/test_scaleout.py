@@ -287,7 +287,8 @@ def test_released_mode_plans_and_runs_the_analysis(fla_checkpoints, tmp_path):
         "data": {"val_fraction": 0.2},
         "sizes": [{"name": "micro-s", "preset": "micro-s", "label": "micro-S", "paper_size": "340M",
                    "steps": 30, "lr": 3e-3, "warmup_steps": 3, "keep_every": 10}],
-        "runs": {"main_arms": ["softmax", "softpick"], "appendix_arms": [], "variant_arms": []},
+        "runs": {"main_arms": ["softmax", "softpick"], "appendix_arms": [], "variant_arms": [],
+                 "seeds": [79]},  # a released model has one seed (smoke.yaml has two)
         "metrics": {"num_samples": 4, "box_samples": 1, "length_sweep": [32], "sweep_samples": 2},
         "released_models": {"enabled": True, "models": {"micro-s": {
             "softmax": str(fla_checkpoints / "softmax"), "softpick": str(fla_checkpoints / "softpick")}}},
@@ -308,17 +309,17 @@ def test_released_mode_plans_and_runs_the_analysis(fla_checkpoints, tmp_path):
     assert planned["table02_attention_metrics"] == 1 and planned["benchmark_tables"] == 1
 
     targets = ["results/tables/table02_attention_metrics.csv",
-               "results/micro-s/softpick/deadheads/final.json"]
+               "results/micro-s/softpick/seed_79/deadheads/final.json"]
     run = snakemake(wf, "--cores", "1", *targets, *configs, timeout=600)  # --configfile takes all that follows
     assert run.returncode == 0, run.stderr[-5000:]
     for arm in ("softmax", "softpick"):
-        final = wf / "results" / "micro-s" / arm / "train" / "final"
+        final = wf / "results" / "micro-s" / arm / "seed_79" / "train" / "final"
         record = load_json(final / "provenance.json")
         assert record["released"] and record["step"] == 30 and record["arm"] == arm
         assert record["source"] == str(fla_checkpoints / arm) and record["tokenizer"] == "pipeline"
-        metrics = load_json(wf / "results" / "micro-s" / arm / "metrics" / "attention_final.json")
+        metrics = load_json(wf / "results" / "micro-s" / arm / "seed_79" / "metrics" / "attention_final.json")
         assert metrics["arm"] == arm and metrics["model_dir"].endswith(f"{arm}/train/final")
     table = (wf / "results" / "tables" / "table02_attention_metrics.csv").read_text()
     assert "softmax" in table and "softpick" in table
-    assert load_json(wf / "results" / "micro-s" / "softpick" / "deadheads" / "final.json")["step"] == 30
-    assert not (wf / "results" / "micro-s" / "softmax" / "train" / "weights").exists()
+    assert load_json(wf / "results" / "micro-s" / "softpick" / "seed_79" / "deadheads" / "final.json")["step"] == 30
+    assert not (wf / "results" / "micro-s" / "softmax" / "seed_79" / "train" / "weights").exists()

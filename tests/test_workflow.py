@@ -61,3 +61,25 @@ def test_missing_corpus_is_named(tmp_path):
     result = snakemake("-n", "--forceall", "--configfile", str(overlay))
     assert result.returncode != 0
     assert "holds no *.txt.xz corpus files" in result.stdout + result.stderr
+
+
+def test_two_seed_plan_matches_the_cost_preview():
+    """config/smoke.yaml has two seeds: every job on a run is planned once per seed, and the
+    cost preview (softpick_repro.plan / cost) counts the same jobs as Snakemake."""
+    from collections import Counter
+
+    from softpick_repro.config import load_config
+    from softpick_repro.cost import plan_jobs
+
+    result = snakemake("-n", "--quiet", "rules", "--forceall", "--configfile", "config/smoke.yaml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = {}
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    cfg = load_config([REPO_ROOT / "config" / "config.yaml", REPO_ROOT / "config" / "smoke.yaml"])
+    assert len(cfg["runs"]["seeds"]) == 2
+    priced = Counter(job.rule for job in plan_jobs(cfg))
+    assert {rule: counts.get(rule, 0) for rule in priced} == dict(priced)
+    assert counts["pretrain"] == 2 * 10 and counts["combine_seeds"] == 12  # 8 benchmark tables + Tables 2-5

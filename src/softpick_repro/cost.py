@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from softpick_repro import plan
@@ -55,6 +55,7 @@ class Job:
     size: str | None = None
     arm: str | None = None
     detail: str = ""
+    seed: int | None = None   # a job on one run has the run's seed
     gpus: int = 0
     tokens: float = 0.0
     flops: float = 0.0
@@ -184,7 +185,14 @@ def plan_jobs(config: dict) -> list[Job]:
         jobs.append(_price(Job("passkey", size, arm, f"{len(lengths)} lengths", gpus=1),
                            model_shape(config, size, arm),
                            [(float(pk["trials"] * n), n) for n in lengths], config))
-    return jobs
+    # every job on a run is repeated per seed (a released model has one: check_released),
+    # except the maps of the single-model figures, drawn from the first seed
+    def seeds_of(job: Job) -> list:
+        if not job.size:
+            return [None]
+        return plan.seeds(config)[:1] if job.rule in plan.FIRST_SEED_ONLY else plan.seeds(config)
+
+    return [replace(job, seed=seed) if job.size else job for job in jobs for seed in seeds_of(job)]
 
 
 def find_job(jobs: list[Job], rule: str, size: str, arm: str) -> Job:
@@ -225,9 +233,9 @@ def render(config: dict, jobs: list[Job]) -> str:
     train = [j for j in jobs if j.rule == "pretrain"]
     if train:
         out.append("Training runs")
-        rows = [[j.size, j.arm, j.detail, f"{j.tokens:.3g}", f"{model_shape(config, j.size, j.arm)[0] / 1e6:,.0f}M",
+        rows = [[j.size, j.arm, j.seed, j.detail, f"{j.tokens:.3g}", f"{model_shape(config, j.size, j.arm)[0] / 1e6:,.0f}M",
                  f"{j.flops:.3g}", j.gpus, _num(j.gpu_hours), _num(j.wall_hours)] for j in train]
-        out += _table(["size", "arm", "steps", "tokens", "N", "FLOPs", "GPUs", "GPU-h", "wall-h"], rows)
+        out += _table(["size", "arm", "seed", "steps", "tokens", "N", "FLOPs", "GPUs", "GPU-h", "wall-h"], rows)
         out.append("")
     out.append("Jobs by rule")
     rows = []

@@ -9,6 +9,8 @@ Conventions (config keys: workflow/schemas/config.schema.yaml):
 - sizes are config order, smallest first; the main arms run at every size, the appendix and
   variant arms only at the smallest;
 - a variant arm stops at round(steps * runs.variant_fraction) of its size's full schedule;
+- every (size, arm) run, and each job on it, is repeated once per seed of `runs.seeds`
+  (results/{size}/{arm}/seed_{seed}/); the functions below list one seed's runs;
 - released-model mode (`released_models.enabled`): each listed (size, arm) is imported from
   the authors' fla checkpoint instead of trained. Only its final model exists, so everything
   that needs intermediate steps or training logs leaves it out: Table 3 (step-10% metrics),
@@ -20,6 +22,10 @@ from __future__ import annotations
 from softpick_repro.config import ConfigError
 
 GROUPS = ("main_arms", "appendix_arms", "variant_arms")
+
+
+def seeds(config: dict) -> list[int]:
+    return list(config["runs"]["seeds"])
 
 
 def sizes(config: dict) -> list[str]:
@@ -74,6 +80,9 @@ def check_released(config: dict) -> None:
     section = config["released_models"]
     if not section["enabled"]:
         return
+    if len(seeds(config)) > 1:
+        raise ConfigError(f"config error at runs.seeds: released models have one seed each, so "
+                          f"released_models.enabled needs a single seed (got {seeds(config)})")
     if not released_models(config):
         raise ConfigError("config error at released_models.models: released_models.enabled is "
                           "true but no model is listed (size -> arm -> hub id or directory)")
@@ -142,6 +151,8 @@ def attention_metric_runs(config: dict) -> list[tuple[str, str, str]]:
 
 
 MAP_ARMS = ("softmax", "softpick")
+# rules run for the first seed only: the attention maps behind the single-model figures
+FIRST_SEED_ONLY = ("attention_maps",)
 
 
 def attention_map_runs(config: dict) -> list[tuple[str, str]]:

@@ -1,7 +1,7 @@
 # Analysis stage: attention metrics and maps -> Tables 2 and 3, Figures 1, 4, 5 and 8-19.
 #
-#   results/{size}/{arm}/metrics/attention_{ckpt}.json               metrics (ckpt: final | step_N)
-#   results/{size}/{arm}/metrics/attention_maps_{ckpt}.safetensors   maps on the 3 appendix texts
+#   results/{size}/{arm}/seed_{seed}/metrics/attention_{ckpt}.json               metrics (ckpt: final | step_N)
+#   results/{size}/{arm}/seed_{seed}/metrics/attention_maps_{ckpt}.safetensors   maps on the 3 appendix texts
 #
 # Uses SIZES, ARMS_BY_GROUP and variant_step(size) from common.smk. Figures 8-19: for the
 # smallest size 8-13, for the second 14-19; within a size text-major, softmax before
@@ -11,14 +11,14 @@ rule attention_metrics:
     input:
         unpack(attention_metric_inputs),
     output:
-        ensure("results/{size}/{arm}/metrics/attention_{ckpt}.json", non_empty=True),
+        ensure("results/{size}/{arm}/seed_{seed}/metrics/attention_{ckpt}.json", non_empty=True),
     params:
         metrics=METRICS_CFG,
         device=config["device"],
     log:
-        "logs/analyze/{size}/{arm}/attention_{ckpt}.log",
+        "logs/analyze/{size}/{arm}/seed_{seed}/attention_{ckpt}.log",
     benchmark:
-        "benchmarks/analyze/{size}/{arm}/attention_{ckpt}.tsv"
+        "benchmarks/analyze/{size}/{arm}/seed_{seed}/attention_{ckpt}.tsv"
     threads: 1
     resources:
         mem_mb=16000,
@@ -32,14 +32,14 @@ rule attention_metrics:
 
 rule attention_maps:
     input:
-        model="results/{size}/{arm}/train/{ckpt}",
+        model="results/{size}/{arm}/seed_{seed}/train/{ckpt}",
     output:
-        ensure("results/{size}/{arm}/metrics/attention_maps_{ckpt}.safetensors", non_empty=True),
+        ensure("results/{size}/{arm}/seed_{seed}/metrics/attention_maps_{ckpt}.safetensors", non_empty=True),
     params:
         metrics=METRICS_CFG,
         device=config["device"],
     log:
-        "logs/analyze/{size}/{arm}/attention_maps_{ckpt}.log",
+        "logs/analyze/{size}/{arm}/seed_{seed}/attention_maps_{ckpt}.log",
     threads: 1
     resources:
         mem_mb=16000,
@@ -53,14 +53,14 @@ rule attention_maps:
 
 rule table02_attention_metrics:
     input:
-        list(table2_inputs().values()),
+        lambda wc: list(table2_inputs(wc.seed).values()),
     output:
-        multiext("results/tables/table02_attention_metrics", ".csv", ".md", ".tex"),
+        multiext("results/tables/seed_{seed}/table02_attention_metrics", ".csv", ".md", ".tex"),
     params:
         table=2,
         columns=[[SIZE_LABELS[s], a] for s, a in table2_inputs()],
     log:
-        "logs/analyze/table02.log",
+        "logs/analyze/seed_{seed}/table02.log",
     conda:
         "../../envs/softpick.yaml"
     script:
@@ -69,9 +69,9 @@ rule table02_attention_metrics:
 
 rule table03_attention_variants:
     input:
-        list(table3_inputs().values()),
+        lambda wc: list(table3_inputs(wc.seed).values()),
     output:
-        multiext("results/tables/table03_attention_variants", ".csv", ".md", ".tex"),
+        multiext("results/tables/seed_{seed}/table03_attention_variants", ".csv", ".md", ".tex"),
     params:
         table=3,
         columns=list(table3_inputs()),
@@ -79,7 +79,7 @@ rule table03_attention_variants:
         step=variant_step(SIZES[0]),
         fraction=ARMS_BY_GROUP["variant_fraction"],
     log:
-        "logs/analyze/table03.log",
+        "logs/analyze/seed_{seed}/table03.log",
     conda:
         "../../envs/softpick.yaml"
     script:
@@ -89,9 +89,9 @@ rule table03_attention_variants:
 rule figure01_attention_sink:
     input:
         maps=[map_file(SIZES[0], arm) for arm in MAP_ARMS],
-        metrics=[f"results/{SIZES[0]}/{arm}/metrics/attention_final.json" for arm in MAP_ARMS],
+        metrics=[f"{run_dir(SIZES[0], arm, FIRST_SEED)}/metrics/attention_final.json" for arm in MAP_ARMS],
     output:
-        multiext("results/figures/figure01_attention_sink", ".pdf", ".png"),
+        reported(multiext("results/figures/figure01_attention_sink", ".pdf", ".png"), "Figures"),
     params:
         figure=1,
         arms=MAP_ARMS,
@@ -108,9 +108,9 @@ rule figure01_attention_sink:
 
 rule figure04_activation_boxplots:
     input:
-        metrics=[f"results/{SIZES[0]}/{arm}/metrics/attention_final.json" for arm in MAP_ARMS],
+        metrics=[f"{run_dir(SIZES[0], arm, FIRST_SEED)}/metrics/attention_final.json" for arm in MAP_ARMS],
     output:
-        multiext("results/figures/figure04_activation_boxplots", ".pdf", ".png"),
+        reported(multiext("results/figures/figure04_activation_boxplots", ".pdf", ".png"), "Figures"),
     params:
         figure=4,
         arms=MAP_ARMS,
@@ -128,7 +128,7 @@ rule figure05_attention_heads:
     input:
         maps=[map_file(SIZES[0], arm) for arm in MAP_ARMS],
     output:
-        multiext("results/figures/figure05_attention_heads", ".pdf", ".png"),
+        reported(multiext("results/figures/figure05_attention_heads", ".pdf", ".png"), "Figures"),
     params:
         figure=5,
         arms=MAP_ARMS,
@@ -146,7 +146,8 @@ rule figure_attention_grid:
     input:
         maps=lambda wc: map_file(wc.size, wc.arm),
     output:
-        multiext("results/figures/figure{num}_attention_maps_{size}_{arm}_text{text}", ".pdf", ".png"),
+        reported(multiext("results/figures/figure{num}_attention_maps_{size}_{arm}_text{text}", ".pdf", ".png"),
+                 "Attention maps", caption="grid"),
     wildcard_constraints:
         num=r"\d\d",
         text="[123]",

@@ -17,12 +17,17 @@ except ConfigError as err:
 SIZES = [s["name"] for s in config["sizes"]]
 SIZE_CFG = {s["name"]: s for s in config["sizes"]}
 ARMS_BY_GROUP = config["runs"]
+# Seeds: every run is trained, evaluated and analysed once per seed, under
+# results/{size}/{arm}/seed_{seed}/ (the one seed wildcard); tables combine the seeds.
+SEEDS = [str(s) for s in config["runs"]["seeds"]]
+FIRST_SEED = SEEDS[0]   # figures of single models (attention maps, box plots) show this seed
 
 
 wildcard_constraints:
     size="|".join(re.escape(s) for s in SIZES),
     arm="|".join(re.escape(a) for group in ("main_arms", "appendix_arms", "variant_arms") for a in ARMS_BY_GROUP[group]),
     ckpt=r"final|step_\d+",
+    seed="|".join(SEEDS),
 
 
 def corpus_files(wildcards=None):
@@ -35,6 +40,21 @@ def corpus_files(wildcards=None):
             f"data.corpus_dir={config['data']['corpus_dir']!r} holds no *.txt.xz corpus files"
         )
     return [str(f) for f in files]
+
+
+def reported(paths, category, caption=None):
+    """Flag the .csv/.png among `paths` for `snakemake --report`; the caption is
+    workflow/report/<key>.rst (the key from the file name, or `caption`), the same caption
+    results/report.html prints."""
+    from softpick_repro.report.html import caption_key
+
+    flagged = []
+    for path in paths:
+        if str(path).endswith((".csv", ".png")):
+            key = caption or caption_key(Path(path).stem)
+            path = report(path, caption=f"../report/{key}.rst", category=category)
+        flagged.append(path)
+    return flagged
 
 
 def paper_targets():
@@ -72,18 +92,23 @@ def report_figures(wildcards=None):
 
 def scorecard_inputs(wildcards=None):
     """Result files behind the comparison and the claims, keyed kind|size|arm[|extra]."""
-    inputs = {f"eval|{size}|{arm}|{quant}": eval_file(size, arm, quant)
-              for size, arm, quant in evaluations()}
-    inputs.update({f"attention_final|{size}|{arm}": path for (size, arm), path in table2_inputs().items()})
-    inputs.update({f"attention_variant|{SIZES[0]}|{arm}": path for arm, path in table3_inputs().items()})
-    inputs.update({f"passkey|{size}|{arm}": f"results/{size}/{arm}/passkey.json" for size, arm in passkey_runs()})
-    for size, arm in deadheads_runs():
-        inputs[f"masked_eval|{size}|{arm}"] = f"results/{size}/{arm}/deadheads/masked_eval.json"
-        for ckpt in deadheads_ckpts(size, arm):
-            inputs[f"dead_heads|{size}|{arm}|{ckpt}"] = f"results/{size}/{arm}/deadheads/{ckpt}.json"
-    for size, arm in training_runs():
-        if arm in ARMS_BY_GROUP["main_arms"]:
-            inputs[f"summary|{size}|{arm}"] = f"results/{size}/{arm}/train/summary.json"
+    inputs = {}
+    for seed in SEEDS:
+        inputs.update({f"eval|{seed}|{size}|{arm}|{quant}": eval_file(size, arm, quant, seed)
+                       for size, arm, quant in evaluations()})
+        inputs.update({f"attention_final|{seed}|{size}|{arm}": path
+                       for (size, arm), path in table2_inputs(seed).items()})
+        inputs.update({f"attention_variant|{seed}|{SIZES[0]}|{arm}": path
+                       for arm, path in table3_inputs(seed).items()})
+        inputs.update({f"passkey|{seed}|{size}|{arm}": f"{run_dir(size, arm, seed)}/passkey.json"
+                       for size, arm in passkey_runs()})
+        for size, arm in deadheads_runs():
+            inputs[f"masked_eval|{seed}|{size}|{arm}"] = f"{run_dir(size, arm, seed)}/deadheads/masked_eval.json"
+            for ckpt in deadheads_ckpts(size, arm):
+                inputs[f"dead_heads|{seed}|{size}|{arm}|{ckpt}"] = f"{run_dir(size, arm, seed)}/deadheads/{ckpt}.json"
+        for size, arm in training_runs():
+            if arm in ARMS_BY_GROUP["main_arms"]:
+                inputs[f"summary|{seed}|{size}|{arm}"] = f"{run_dir(size, arm, seed)}/train/summary.json"
     return inputs
 
 
@@ -108,6 +133,11 @@ def report_targets():
 SMALLEST = SIZES[0]
 
 
+def run_dir(size, arm, seed):
+    """Where everything of one (size, arm, seed) run lives."""
+    return f"results/{size}/{arm}/seed_{seed}"
+
+
 def trained_arms(size):
     """Arms trained at `size`: main arms everywhere, appendix and variant arms at the smallest."""
     arms = list(ARMS_BY_GROUP["main_arms"])
@@ -119,8 +149,9 @@ def trained_arms(size):
 # Released-model mode: (size, arm) -> hub id or directory of the authors' fla checkpoint;
 # rule import_released (released.smk) writes its train/final/ instead of pretrain + export_hf.
 RELEASED = released_models(config)
-# import_released's one wildcard "{size}/{arm}", limited to the released pairs ((?!) = none).
-RELEASED_RUN_REGEX = "|".join(re.escape(f"{s}/{a}") for s, a in RELEASED) or "(?!)"
+# import_released's one wildcard "{size}/{arm}/seed_{seed}", limited to the released pairs
+# ((?!) = none); a released model has one seed (check_released allows one).
+RELEASED_RUN_REGEX = "|".join(re.escape(f"{s}/{a}/seed_{FIRST_SEED}") for s, a in RELEASED) or "(?!)"
 
 
 def is_released(size, arm):
@@ -138,7 +169,7 @@ def training_runs():
 
 
 def released_params(wildcards):
-    size, arm = wildcards.released.split("/")
+    size, arm, _ = wildcards.released.split("/")
     return {"size": size, "arm": arm, "source": RELEASED[(size, arm)],
             "preset": SIZE_CFG[size]["preset"], "step": SIZE_CFG[size]["steps"]}
 
@@ -173,6 +204,7 @@ def train_params(wildcards):
         **config["train"],
         "preset": size["preset"],
         "arm": wildcards.arm,
+        "seed": int(wildcards.seed),
         "steps": size["steps"],
         "lr": size["lr"],
         "warmup_steps": size["warmup_steps"],
@@ -185,7 +217,7 @@ def train_params(wildcards):
 
 
 def training_targets():
-    return [f"results/{size}/{arm}/train/final" for size, arm in model_runs()]
+    return [f"{run_dir(size, arm, seed)}/train/final" for size, arm in model_runs() for seed in SEEDS]
 
 
 # ---- analyze stage ---------------------------------------------------------------
@@ -219,16 +251,16 @@ def train_gpus(wildcards=None):
 
 
 def attention_metric_inputs(wildcards):
-    inputs = {"model": f"results/{wildcards.size}/{wildcards.arm}/train/{wildcards.ckpt}"}
+    inputs = {"model": f"{run_dir(wildcards.size, wildcards.arm, wildcards.seed)}/train/{wildcards.ckpt}"}
     if METRICS_CFG["text_source"] == "val_shard":
         inputs["manifest"] = "results/data/tokens/manifest.json"
         inputs["val"] = "results/data/tokens/val.bin"
     return inputs
 
 
-def table2_inputs():
+def table2_inputs(seed=FIRST_SEED):
     """(size, arm) -> metrics of the final model, every size x main arm, column order."""
-    return {(size, arm): f"results/{size}/{arm}/metrics/attention_final.json"
+    return {(size, arm): f"{run_dir(size, arm, seed)}/metrics/attention_final.json"
             for size in SIZES for arm in ARMS_BY_GROUP["main_arms"]}
 
 
@@ -239,16 +271,16 @@ def table3_arms():
     return arms
 
 
-def table3_inputs():
+def table3_inputs(seed=FIRST_SEED):
     """arm -> metrics at the variant step of the smallest size (every arm the same step);
     released arms have no such checkpoint and are left out."""
     size, step = SIZES[0], variant_step(SIZES[0])
-    return {arm: f"results/{size}/{arm}/metrics/attention_step_{step}.json"
+    return {arm: f"{run_dir(size, arm, seed)}/metrics/attention_step_{step}.json"
             for arm in table3_arms() if not is_released(size, arm)}
 
 
-def map_file(size, arm):
-    return f"results/{size}/{arm}/metrics/attention_maps_final.safetensors"
+def map_file(size, arm, seed=FIRST_SEED):
+    return f"{run_dir(size, arm, seed)}/metrics/attention_maps_final.safetensors"
 
 
 def grid_figures():
@@ -303,12 +335,12 @@ def evaluations():
     return runs
 
 
-def eval_file(size, arm, quant):
-    return f"results/{size}/{arm}/eval/{quant}.json"
+def eval_file(size, arm, quant, seed=FIRST_SEED):
+    return f"{run_dir(size, arm, seed)}/eval/{quant}.json"
 
 
 def eval_targets():
-    return [eval_file(*run) for run in evaluations()]
+    return [eval_file(*run, seed) for run in evaluations() for seed in SEEDS]
 
 
 def benchmark_report_targets():
@@ -319,7 +351,7 @@ def benchmark_report_targets():
 
 
 def eval_inputs(wildcards):
-    inputs = {"model": f"results/{wildcards.size}/{wildcards.arm}/train/final"}
+    inputs = {"model": f"{run_dir(wildcards.size, wildcards.arm, wildcards.seed)}/train/final"}
     if EVAL_CFG["source"] == "embedded":
         inputs["tasks"] = TASK_DIR
     if wildcards.quant.startswith("gptq"):
@@ -336,14 +368,15 @@ def eval_set_files(wildcards=None):
 
 # ---- report stage ----------------------------------------------------------------
 def curve_inputs(arms):
-    """metrics.csv of `arms` at every size where they were trained (not released)."""
+    """metrics.csv of `arms` at every size where they were trained (not released), every seed."""
 
     def inputs(wildcards):
         return {
-            f"{size}|{arm}": f"results/{size}/{arm}/train/metrics.csv"
+            f"{size}|{arm}|{seed}": f"{run_dir(size, arm, seed)}/train/metrics.csv"
             for size in SIZES
             for arm in arms
             if arm in trained_arms(size) and not is_released(size, arm)
+            for seed in SEEDS
         }
 
     return inputs
@@ -378,20 +411,35 @@ def deadheads_ckpts(size, arm):
 def figure06_inputs(wildcards):
     """Dead heads over training: trained runs only."""
     return {
-        f"{size}|{arm}|{ckpt}": f"results/{size}/{arm}/deadheads/{ckpt}.json"
+        f"{size}|{arm}|{seed}|{ckpt}": f"{run_dir(size, arm, seed)}/deadheads/{ckpt}.json"
         for size, arm in deadheads_runs()
         if not is_released(size, arm)
+        for seed in SEEDS
         for ckpt in deadheads_ckpts(size, arm)
     }
 
 
 def table04_inputs(wildcards):
-    return {f"{size}|{arm}": f"results/{size}/{arm}/passkey.json" for size, arm in passkey_runs()}
+    return {f"{size}|{arm}": f"{run_dir(size, arm, wildcards.seed)}/passkey.json" for size, arm in passkey_runs()}
 
 
 def table05_inputs(wildcards):
-    return {f"{size}|{arm}": f"results/{size}/{arm}/deadheads/masked_eval.json"
+    return {f"{size}|{arm}": f"{run_dir(size, arm, wildcards.seed)}/deadheads/masked_eval.json"
             for size, arm in deadheads_runs()}
+
+
+# Tables written once per seed under results/tables/seed_{seed}/ and combined by rule
+# combine_seeds into results/tables/ (mean ± std with >= 2 seeds).
+PER_SEED_TABLES = [*TABLE_STEMS, "table02_attention_metrics", "table03_attention_variants",
+                   "table04_passkey", "table05_dead_head_masking"]
+
+
+def seed_table_caption(wildcards):
+    """combine_seeds' caption for `snakemake --report` (workflow/report/seed_table.rst prints it)."""
+    from softpick_repro.report.html import caption_text
+
+    spread = f" Mean ± std over seeds {', '.join(SEEDS)}." if len(SEEDS) > 1 else ""
+    return caption_text(wildcards.table) + spread
 
 
 def deadhead_passkey_targets():
@@ -407,8 +455,8 @@ def deadhead_passkey_targets():
 
 def masked_eval_inputs(wildcards):
     inputs = {
-        "model": f"results/{wildcards.size}/{wildcards.arm}/train/final",
-        "deadheads": f"results/{wildcards.size}/{wildcards.arm}/deadheads/final.json",
+        "model": f"{run_dir(wildcards.size, wildcards.arm, wildcards.seed)}/train/final",
+        "deadheads": f"{run_dir(wildcards.size, wildcards.arm, wildcards.seed)}/deadheads/final.json",
     }
     if config["eval"]["source"] == "embedded":
         inputs["task_dir"] = MASKED_EVAL_TASK_DIR

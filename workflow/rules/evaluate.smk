@@ -2,7 +2,7 @@
 # -> Tables 1, 7, 8-13 and Figure 3.
 #
 #   results/data/eval_tasks/                        generated lm-eval tasks (eval.source embedded)
-#   results/{size}/{arm}/eval/{quant}.json          one evaluation (quant: none | hqq2 | bnb4 | gptq4 ...)
+#   results/{size}/{arm}/seed_{seed}/eval/{quant}.json          one evaluation (quant: none | hqq2 | bnb4 | gptq4 ...)
 #   results/tables/table{01,07,08..13}_*.{csv,md,tex}
 #   results/figures/figure03_quantization.{pdf,png}
 #
@@ -32,7 +32,7 @@ rule evaluate:
     input:
         unpack(eval_inputs),
     output:
-        ensure("results/{size}/{arm}/eval/{quant}.json", non_empty=True),
+        ensure("results/{size}/{arm}/seed_{seed}/eval/{quant}.json", non_empty=True),
     wildcard_constraints:
         quant="|".join(["none", *QUANTS]),
     params:
@@ -41,9 +41,9 @@ rule evaluate:
         max_length=EVAL_CFG["max_length"] or config["train"]["seq_len"],
         device=config["device"],
     log:
-        "logs/{size}/{arm}/eval/{quant}.log",
+        "logs/{size}/{arm}/seed_{seed}/eval/{quant}.log",
     benchmark:
-        "benchmarks/{size}/{arm}/eval/{quant}.tsv"
+        "benchmarks/{size}/{arm}/seed_{seed}/eval/{quant}.tsv"
     threads: 1
     resources:
         mem_mb=16000,
@@ -57,15 +57,15 @@ rule evaluate:
 
 rule benchmark_tables:
     input:
-        [eval_file(*run) for run in evaluations()],
+        lambda wc: [eval_file(*run, wc.seed) for run in evaluations()],
     output:
-        [f"results/tables/{stem}.{ext}" for stem in TABLE_STEMS for ext in ("csv", "md", "tex")],
+        [f"results/tables/seed_{{seed}}/{stem}.{ext}" for stem in TABLE_STEMS for ext in ("csv", "md", "tex")],
     params:
         sizes=config["sizes"],
         runs=ARMS_BY_GROUP,
         methods=QUANT_CFG["methods"],
     log:
-        "logs/report/benchmark_tables.log",
+        "logs/report/seed_{seed}/benchmark_tables.log",
     conda:
         "../../envs/softpick.yaml"
     script:
@@ -74,11 +74,11 @@ rule benchmark_tables:
 
 rule figure03_quantization:
     input:
-        [eval_file(size, arm, q) for size, arm, q in evaluations()
-         if arm in ARMS_BY_GROUP["main_arms"]],
+        [eval_file(size, arm, q, seed) for size, arm, q in evaluations()
+         if arm in ARMS_BY_GROUP["main_arms"] for seed in SEEDS],
     output:
         pdf="results/figures/figure03_quantization.pdf",
-        png="results/figures/figure03_quantization.png",
+        png=report("results/figures/figure03_quantization.png", caption="../report/figure03.rst", category="Figures"),
     params:
         sizes=config["sizes"],
         methods=QUANT_CFG["methods"],

@@ -1,9 +1,9 @@
 # Released-model mode: the authors' fla checkpoints stand in for trained runs.
 #
-#   results/{size}/{arm}/train/final/    written by import_released for each pair listed under
+#   results/{size}/{arm}/seed_{seed}/train/final/    written by import_released for each pair listed under
 #                                        released_models.models (same layout as export_hf's)
 #
-# The one wildcard {released} = "{size}/{arm}" only matches the released pairs
+# The one wildcard {released} = "{size}/{arm}/seed_{seed}" only matches the released pairs
 # (RELEASED_RUN_REGEX in common.smk), so for every other run export_hf stays the only rule
 # that makes train/final; for a released pair both match and the ruleorder picks the import.
 

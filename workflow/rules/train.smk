@@ -1,5 +1,5 @@
 # Training stage: pretrain one (size, arm) run, then export Hugging Face directories.
-# Resumable state lives in checkpoints/{size}/{arm}/ (not a declared output, so Snakemake's
+# Resumable state lives in checkpoints/{size}/{arm}/seed_{seed}/ (not a declared output, so Snakemake's
 # clean-up of a failed job keeps it); rerun with --rerun-incomplete to resume.
 
 
@@ -10,16 +10,16 @@ rule pretrain:
         val="results/data/tokens/val.bin",
         tokenizer="results/data/tokenizer",
     output:
-        metrics="results/{size}/{arm}/train/metrics.csv",
-        summary="results/{size}/{arm}/train/summary.json",
-        weights=directory("results/{size}/{arm}/train/weights"),
+        metrics="results/{size}/{arm}/seed_{seed}/train/metrics.csv",
+        summary="results/{size}/{arm}/seed_{seed}/train/summary.json",
+        weights=directory("results/{size}/{arm}/seed_{seed}/train/weights"),
     params:
         train=train_params,
-        checkpoint_dir="checkpoints/{size}/{arm}",
+        checkpoint_dir="checkpoints/{size}/{arm}/seed_{seed}",
     log:
-        "logs/train/{size}/{arm}.log",
+        "logs/train/{size}/{arm}/seed_{seed}.log",
     benchmark:
-        "benchmarks/train/{size}/{arm}.tsv"
+        "benchmarks/train/{size}/{arm}/seed_{seed}.tsv"
     threads: config["train"]["threads"]
     resources:
         mem_mb=lambda wc, threads: 4000 + 2000 * threads,
@@ -33,15 +33,15 @@ rule pretrain:
 
 rule export_hf:
     input:
-        weights="results/{size}/{arm}/train/weights",
+        weights="results/{size}/{arm}/seed_{seed}/train/weights",
         tokenizer="results/data/tokenizer",
-        metrics="results/{size}/{arm}/train/metrics.csv",
+        metrics="results/{size}/{arm}/seed_{seed}/train/metrics.csv",
     output:
-        model=directory("results/{size}/{arm}/train/{ckpt}"),
+        model=directory("results/{size}/{arm}/seed_{seed}/train/{ckpt}"),
     params:
         train=train_params,
     log:
-        "logs/export/{size}/{arm}/{ckpt}.log",
+        "logs/export/{size}/{arm}/seed_{seed}/{ckpt}.log",
     resources:
         mem_mb=4000,
         runtime=30,

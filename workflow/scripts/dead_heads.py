@@ -18,9 +18,11 @@ with log_to(snakemake.log[0]):
         from softpick_repro.report.deadhead_passkey import plot_dead_heads
 
         series: dict = {}
-        for key, path in snakemake.input.items():
-            size, arm, _ = key.split("|")
-            series.setdefault(f"{snakemake.params.labels[size]} {arm}", []).append(path)
+        keys = [key.split("|") for key in snakemake.input.keys()]   # size|arm|seed|ckpt
+        several_seeds = len({seed for _, _, seed, _ in keys}) > 1
+        for (size, arm, seed, _), path in zip(keys, snakemake.input.values()):
+            label = f"{snakemake.params.labels[size]} {arm}" + (f" seed {seed}" if several_seeds else "")
+            series.setdefault(label, []).append(path)
         plot_dead_heads(series, snakemake.params.eps, Path(snakemake.output[0]).with_suffix(""),
                         snakemake.params.title)
     else:

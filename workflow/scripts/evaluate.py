@@ -1,4 +1,4 @@
-"""Snakemake adapter: exported model -> (quantize) -> lm-eval -> results/{size}/{arm}/eval/{quant}.json.
+"""Snakemake adapter: exported model -> (quantize) -> lm-eval -> results/{size}/{arm}/seed_{seed}/eval/{quant}.json.
 
 Inputs: model (the export directory, tokenizer inside), tasks (the generated task directory;
 absent when eval.source is lm_eval), tokens (the token manifest; GPTQ only: calibration).

@@ -1,4 +1,4 @@
-"""Snakemake adapter: one released fla checkpoint -> results/{size}/{arm}/train/final/.
+"""Snakemake adapter: one released fla checkpoint -> results/{size}/{arm}/seed_{seed}/train/final/.
 
 Rule contract (workflow/rules/released.smk): input.tokenizer (the pipeline's tokenizer
 directory, used when the checkpoint ships none); params.run = {size, arm, source, preset,

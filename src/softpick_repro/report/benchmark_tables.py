@@ -1,4 +1,4 @@
-"""Benchmark tables of the paper from the evaluation JSONs (results/{size}/{arm}/eval/{quant}.json).
+"""Benchmark tables of the paper from the evaluation JSONs (results/{size}/{arm}/seed_{seed}/eval/{quant}.json).
 
 - Table 1: main arms at every size, unquantized; columns per size: softmax, softpick, Delta.
 - Table 7: every arm trained in full at the smallest size (main + appendix arms), unquantized.

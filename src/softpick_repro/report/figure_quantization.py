@@ -31,7 +31,8 @@ def _panel_series(frame: pd.DataFrame, size: str, task: str, metric: str):
 def plot_quantization(frame: pd.DataFrame, sizes: Sequence[tuple[str, str]],
                       methods: Mapping[str, Sequence[int]], out_stem: str | Path,
                       arms: Sequence[str] = ("softmax", "softpick")) -> list[Path]:
-    """Draw Figure 3 from `benchmark_tables.load_eval_records` rows; writes PDF and PNG."""
+    """Draw Figure 3 from `benchmark_tables.load_eval_records` rows; writes PDF and PNG.
+    Rows of several seeds of one model are drawn as their mean with +- one std error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,17 +60,21 @@ def plot_quantization(frame: pd.DataFrame, sizes: Sequence[tuple[str, str]],
                 for method in QUANT_METHODS:
                     bits = [int(b) for b in methods.get(method, [])]
                     pts = data[(data["arm"] == arm) & (data["method"] == method)
-                               & data["bits"].isin(bits)].sort_values("bits")
+                               & data["bits"].isin(bits)]
                     good = pts[[math.isfinite(v) for v in pts["score"]]]
                     omitted += len(pts) - len(good)
                     if len(good):
+                        # one row per seed: the mean, with +- one std across seeds as error bars
+                        agg = good.groupby(good["bits"].astype(int))["score"].agg(["mean", "std", "count"])
                         style, marker = METHOD_STYLES[method]
-                        ax.plot(good["bits"].astype(int), good["score"], linestyle=style,
-                                marker=marker, color=colour,
-                                label=f"{arm} {METHOD_LABELS[method]}")
+                        spread = agg["std"].where(agg["count"] > 1)
+                        ax.errorbar(agg.index, agg["mean"], yerr=None if spread.isna().all() else spread,
+                                    linestyle=style, marker=marker, color=colour, capsize=2,
+                                    label=f"{arm} {METHOD_LABELS[method]}")
                 base = data[(data["arm"] == arm) & (data["quant"] == "none")]["score"]
-                if len(base) and math.isfinite(base.iloc[0]):
-                    ax.axhline(base.iloc[0], color=colour, linestyle=(0, (1, 3)), linewidth=1,
+                base = base[[math.isfinite(v) for v in base]]
+                if len(base):
+                    ax.axhline(base.mean(), color=colour, linestyle=(0, (1, 3)), linewidth=1,
                                label=f"{arm} unquantized")
             if kind != "multiple_choice":
                 ax.set_yscale("log")

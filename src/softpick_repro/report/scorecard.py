@@ -10,6 +10,7 @@ import pandas as pd
 from ..io import load_json
 from .claims import ClaimInputs, evaluate_claims, write_claims
 from .comparison import compare, load_published, write_comparison
+from .published_claims import binomial_se_points
 from .run_values import (RunInfo, _quant_parts, _scaled, attention_rows, collect, eval_rows,
                          masked_eval_rows, passkey_rows)
 
@@ -18,12 +19,12 @@ DEAD_HEAD_EPS = 1e-6
 
 
 def parse_entry(key: str, path: str) -> dict:
-    """Input keys are "kind|size|arm[|extra]" (extra: the quant of an eval, the ckpt of dead heads)."""
+    """Input keys are "kind|seed|size|arm[|extra]" (extra: the quant of an eval, the ckpt of dead heads)."""
     parts = key.split("|")
-    if len(parts) < 3 or parts[0] not in KINDS:
-        raise ValueError(f"scorecard input key {key!r} is not kind|size|arm[|extra] with kind in {KINDS}")
-    return {"kind": parts[0], "size": parts[1], "arm": parts[2],
-            "extra": parts[3] if len(parts) > 3 else "", "path": path}
+    if len(parts) < 4 or parts[0] not in KINDS:
+        raise ValueError(f"scorecard input key {key!r} is not kind|seed|size|arm[|extra] with kind in {KINDS}")
+    return {"kind": parts[0], "seed": parts[1], "size": parts[2], "arm": parts[3],
+            "extra": parts[4] if len(parts) > 4 else "", "path": path}
 
 
 def run_values(entries: Iterable[dict], sizes: list[dict]) -> pd.DataFrame:
@@ -43,12 +44,28 @@ def run_values(entries: Iterable[dict], sizes: list[dict]) -> pd.DataFrame:
             rows += passkey_rows(e["path"], info)
         elif e["kind"] == "masked_eval":
             rows += masked_eval_rows(e["path"], info)
-    return collect(rows)
+    frame = collect(rows)
+    # several seeds of one run: the comparison shows their mean
+    keys = ["table", "size", "arm", "task", "metric", "quant_method", "bits", "note"]
+    return frame.groupby(keys, sort=False, as_index=False).agg(
+        {**{c: "first" for c in frame.columns if c not in keys}, "value": "mean"})[frame.columns]
+
+
+def _accuracy_se(metric: str, score_points: float, stderr, n_samples) -> float:
+    """Standard error (points) of an accuracy: lm-eval's stderr, else binomial from the document
+    count; nan for perplexities and when neither is known."""
+    if metric not in ("acc", "acc_norm"):
+        return math.nan
+    if stderr is not None and math.isfinite(float(stderr)):
+        return 100.0 * float(stderr)
+    return binomial_se_points(score_points, int(n_samples)) if n_samples else math.nan
 
 
 def claim_inputs(entries: Iterable[dict], sizes: list[dict]) -> ClaimInputs:
+    """The claims' inputs from one seed's entries."""
     labels = {s["name"]: s["label"] for s in sizes}
-    inp = ClaimInputs(sizes=[s["label"] for s in sizes])
+    inp = ClaimInputs(sizes=[s["label"] for s in sizes],
+                      paper_sizes={s["label"]: s["paper_size"] for s in sizes})
     smallest = sizes[0]["name"]
     for e in entries:
         label, arm = labels[e["size"]], e["arm"]
@@ -58,15 +75,18 @@ def claim_inputs(entries: Iterable[dict], sizes: list[dict]) -> ClaimInputs:
             method, bits = _quant_parts(e["extra"] or "none")
             for task, entry in load_json(e["path"])["tasks"].items():
                 paper_task = entry.get("stands_in_for") or task
-                for metric, value in entry["metrics"].items():
+                metrics = entry["metrics"]
+                for metric, value in metrics.items():
                     if metric not in ("acc", "acc_norm", "perplexity", "word_perplexity"):
                         continue
                     value = _scaled(metric, value)
+                    se = _accuracy_se(metric, value, metrics.get(f"{metric}_stderr"), entry.get("n_samples"))
                     if method == "none":
-                        inp.benchmarks.setdefault(label, {}).setdefault(arm, {})[(paper_task, metric)] = value
+                        key, scores, errors = (paper_task, metric), inp.benchmarks, inp.benchmark_se
                     else:
-                        key = (method, bits, paper_task, metric)
-                        inp.quantized.setdefault(label, {}).setdefault(arm, {})[key] = value
+                        key, scores, errors = (method, bits, paper_task, metric), inp.quantized, inp.quantized_se
+                    scores.setdefault(label, {}).setdefault(arm, {})[key] = value
+                    errors.setdefault(label, {}).setdefault(arm, {})[key] = se
         elif e["kind"] == "summary":
             loss = load_json(e["path"]).get("final_val_loss")
             if loss is not None and math.isfinite(loss):
@@ -76,10 +96,17 @@ def claim_inputs(entries: Iterable[dict], sizes: list[dict]) -> ClaimInputs:
             pct = next(b["percent_dead"] for b in record["by_eps"] if math.isclose(b["eps"], DEAD_HEAD_EPS))
             inp.dead_heads.setdefault(label, []).append((int(record["step"]), float(pct)))
         elif e["kind"] == "passkey" and e["size"] == smallest:
-            lengths = [x for x in load_json(e["path"])["lengths"] if x["fraction"] <= 1.0]
-            if lengths:
-                inp.passkey[arm] = 100.0 * sum(x["accuracy"] for x in lengths) / len(lengths)
+            inp.passkey[arm] = [(float(x["fraction"]), 100.0 * float(x["accuracy"]))
+                                for x in load_json(e["path"])["lengths"]]
     return inp
+
+
+def claim_inputs_by_seed(entries: Iterable[dict], sizes: list[dict]) -> list[ClaimInputs]:
+    """One ClaimInputs per seed, in the order the seeds first appear."""
+    by_seed: dict[str, list[dict]] = {}
+    for e in entries:
+        by_seed.setdefault(e["seed"], []).append(e)
+    return [claim_inputs(group, sizes) for group in by_seed.values()]
 
 
 def write_scorecard(inputs: dict[str, str], sizes: list[dict], rules: dict, published_csv: str | Path,
@@ -87,4 +114,4 @@ def write_scorecard(inputs: dict[str, str], sizes: list[dict], rules: dict, publ
     entries = [parse_entry(key, path) for key, path in inputs.items()]
     comparison = compare(load_published(published_csv), run_values(entries, sizes))
     write_comparison(comparison, comparison_stem)
-    write_claims(evaluate_claims(claim_inputs(entries, sizes), rules), claims_stem)
+    write_claims(evaluate_claims(claim_inputs_by_seed(entries, sizes), rules), claims_stem)

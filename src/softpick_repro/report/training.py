@@ -50,9 +50,22 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def seed_series(paths, metric: str, smooth: int = 1) -> pd.DataFrame:
+    """One column per seed's metrics.csv: `metric` by step (skipped steps left out), smoothed
+    with a moving average over `smooth` steps."""
+    per_seed = []
+    for path in paths:
+        kept = read_metrics(path).set_index("step")
+        kept = kept[kept["skipped"] == 0][metric]
+        per_seed.append(kept.rolling(smooth, min_periods=1).mean() if smooth > 1 else kept)
+    return pd.concat(per_seed, axis=1)
+
+
 def plot_training_curves(curves: Mapping[str, Mapping[str, str | Path]], out_stem: str | Path,
                          title: str, smooth: int = 5) -> list[Path]:
-    """curves: size label -> {arm: metrics.csv}. One row of (loss, grad norm) panels per size."""
+    """curves: size label -> {arm: metrics.csv, or a list of them, one per seed}. One row of
+    (loss, grad norm) panels per size; with several seeds the line is their mean and the
+    shaded band spans the lowest to the highest seed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,12 +74,15 @@ def plot_training_curves(curves: Mapping[str, Mapping[str, str | Path]], out_ste
     sizes = list(curves)
     fig, axes = plt.subplots(len(sizes), 2, figsize=(10, 3.2 * len(sizes)), squeeze=False)
     for row, size in enumerate(sizes):
-        for arm, path in curves[size].items():
-            frame = read_metrics(path)
-            kept = frame[frame["skipped"] == 0]
+        for arm, paths in curves[size].items():
+            paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
             for col, metric in enumerate(("loss", "grad_norm")):
-                series = kept[metric].rolling(smooth, min_periods=1).mean() if smooth > 1 else kept[metric]
-                axes[row, col].plot(kept["step"], series, label=arm, linewidth=1.2)
+                joined = seed_series(paths, metric, smooth)
+                label = arm if len(paths) == 1 else f"{arm} (mean of {len(paths)} seeds, band: min-max)"
+                line, = axes[row, col].plot(joined.index, joined.mean(axis=1), label=label, linewidth=1.2)
+                if len(paths) > 1:
+                    axes[row, col].fill_between(joined.index, joined.min(axis=1), joined.max(axis=1),
+                                                color=line.get_color(), alpha=0.25, linewidth=0)
         axes[row, 0].set_ylabel(f"{size}\ntraining loss")
         axes[row, 1].set_ylabel("gradient norm")
         axes[row, 1].set_yscale("log")

@@ -6,11 +6,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from softpick_repro.config import ConfigError, validate_config
-from softpick_repro.plan import check_released, released_models
+from softpick_repro.plan import released_models
+from softpick_repro.plan import train_params as plan_train_params
+from softpick_repro.plancheck import check_plan, check_working_directory
 
 try:
+    check_working_directory(workflow.basedir, Path.cwd())
     validate_config(config)
-    check_released(config)
+    check_plan(config)  # every setting a job would reject, before the first job
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -168,20 +171,7 @@ def keep_steps(size, arm):
 
 
 def train_params(wildcards):
-    size = SIZE_CFG[wildcards.size]
-    return {
-        **config["train"],
-        "preset": size["preset"],
-        "arm": wildcards.arm,
-        "steps": size["steps"],
-        "lr": size["lr"],
-        "warmup_steps": size["warmup_steps"],
-        "stop_at_step": stop_step(wildcards.size, wildcards.arm),
-        "keep_steps": keep_steps(wildcards.size, wildcards.arm),
-        "device": config["device"],
-        **({"activation_checkpointing": size["activation_checkpointing"]}
-           if "activation_checkpointing" in size else {}),
-    }
+    return plan_train_params(config, wildcards.size, wildcards.arm)
 
 
 def training_targets():

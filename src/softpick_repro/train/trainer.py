@@ -8,8 +8,9 @@ Conventions
   global batch: each micro-batch loss is divided by `accum`, DDP averages over processes.
 - A step whose gradient norm (before clipping) is NaN/Inf is skipped: no optimizer update,
   gradients dropped, the LR schedule and data position still advance, `skipped=1` in the
-  CSV. `max_consecutive_skips` such steps in a row abort the run before any checkpoint of
-  that stretch is written, so the last good checkpoint stays as it was.
+  CSV. No checkpoint is written while such a stretch lasts (the weights may already be
+  blown up by the update before it), and `max_consecutive_skips` skipped steps in a row
+  abort the run, so the last checkpoint on disk is one from before the stretch.
 - Run state lives in `ckpt_dir` (checkpoint.pt, the live metrics.csv, kept snapshots);
   the declared outputs in `out_dir` are published only once the run is complete.
 
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from softpick_repro.io import atomic_write_text, config_hash, dump_json, provenance
+from softpick_repro.model.presets import check_context
 
 from . import checkpoint as ckpt
 from .config import TrainConfig, trajectory
@@ -146,6 +148,7 @@ class _Run:
         cfg = self.cfg
         _seed_everything(cfg.seed)
         self.model = build_model(cfg, self.manifest).to(self.device)
+        check_context(self.model.config, cfg.seq_len, "train.seq_len")
         if cfg.activation_checkpointing:
             # trades one extra forward per layer for not storing its activations (1.8B at
             # 4096 x 8 sequences per GPU does not fit 80 GB otherwise); same numbers either way
@@ -265,7 +268,7 @@ class _Run:
     def _snapshot_meta(self) -> dict:
         return {"format": SNAPSHOT_FORMAT, "step": self.step,
                 "tokens_seen": self.step * self.cfg.global_batch * self.cfg.seq_len,
-                "train_time_s": self.train_time, "arm": self.cfg.arm, "preset": self.cfg.preset,
+                "arm": self.cfg.arm, "preset": self.cfg.preset,
                 "model_config": self.model.config.to_dict(), "train_config": self.cfg.to_dict(),
                 "config_hash": config_hash(self.cfg.to_dict()), "n_params": self.n_params}
 
@@ -367,7 +370,11 @@ class _Run:
                     save_snapshot(self.model, snap_dir / f"step_{self.step}.safetensors",
                                   self._snapshot_meta())
                 if self.step % cfg.ckpt_every == 0 or self.step == cfg.last_step:
-                    self._save_checkpoint()
+                    if self.consecutive == 0:
+                        self._save_checkpoint()
+                    elif self.dist.is_main:
+                        log.warning("step %d: no checkpoint written, the last %d steps were skipped "
+                                    "(non-finite gradient norm)", self.step, self.consecutive)
                 if self.sleep:
                     time.sleep(self.sleep)
         finally:
@@ -382,10 +389,12 @@ class _Run:
 
     def _abort(self) -> None:
         path = ckpt.checkpoint_path(self.ckpt_dir)
+        first_bad = self.step - self.consecutive + 1
         if path.exists():
-            last = f"the last good checkpoint {path} is left as it was"
+            last = (f"the checkpoint {path} (from before the stretch, which began at step "
+                    f"{first_bad}) is left as it was")
         else:
-            last = "no checkpoint had been written yet"
+            last = f"no checkpoint from before the stretch (which began at step {first_bad}) exists"
         raise TrainingAborted(
             f"training of {self.cfg.preset}/{self.cfg.arm} aborted at step {self.step}: "
             f"{self.consecutive} consecutive steps had a NaN/Inf gradient norm "

@@ -181,6 +181,7 @@ class _Run:
         self.step, self.skipped_total, self.consecutive, self.train_time = 0, 0, 0, 0.0
         self.resumed_from: list[int] = []
         self.last_val: float | None = None
+        self.ckpt_step: int | None = None  # step of the checkpoint on disk
         path = ckpt.checkpoint_path(self.ckpt_dir)
         if self.dist.is_main:
             for stale in ckpt.remove_stale_temps(self.ckpt_dir):
@@ -209,7 +210,7 @@ class _Run:
         except (RuntimeError, ValueError, KeyError) as err:
             raise ckpt.CheckpointError(f"checkpoint {path} does not fit this model: {err}") from err
         ckpt.restore_rng(state["rng"])
-        self.step = int(state["step"])
+        self.step = self.ckpt_step = int(state["step"])
         if state["data_position"] != self.step * self.cfg.global_batch:
             raise ckpt.CheckpointError(
                 f"checkpoint {path}: data position {state['data_position']} does not match step "
@@ -284,6 +285,7 @@ class _Run:
                 "consecutive_skips": self.consecutive, "train_time_s": self.train_time,
                 "resumed_from": self.resumed_from, "last_val_loss": self.last_val,
             })
+        self.ckpt_step = self.step
         self._barrier()
 
     # ----- the loop
@@ -391,8 +393,8 @@ class _Run:
         path = ckpt.checkpoint_path(self.ckpt_dir)
         first_bad = self.step - self.consecutive + 1
         if path.exists():
-            last = (f"the checkpoint {path} (from before the stretch, which began at step "
-                    f"{first_bad}) is left as it was")
+            last = (f"the last good checkpoint {path} (step {self.ckpt_step}, before the stretch, "
+                    f"which began at step {first_bad}) is left as it was")
         else:
             last = f"no checkpoint from before the stretch (which began at step {first_bad}) exists"
         raise TrainingAborted(

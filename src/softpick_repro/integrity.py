@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +67,29 @@ def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict | No
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata={**(metadata or {}), HASH_KEY: digest})
+        _sort_header(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     return digest
+
+
+def _sort_header(path: Path) -> None:
+    """Rewrite a safetensors header with its keys sorted, in place and at the same length.
+
+    safetensors keeps the metadata in a hash map, so the order of its keys in the header
+    (and with it the file's bytes) varies from one write to the next; sorted, identical
+    contents give identical files. Offsets are explicit in the header, so the order of its
+    keys does not matter to readers."""
+    with open(path, "r+b") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > length:  # cannot happen for the same keys and values; never corrupt the file
+            raise RuntimeError(f"{path}: sorted safetensors header is longer than the original")
+        handle.seek(8)
+        handle.write(text + b" " * (length - len(text)))  # the format pads headers with spaces
 
 
 def add_content_hash(path: str | os.PathLike) -> str:

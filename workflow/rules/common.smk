@@ -8,10 +8,9 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from softpick_repro.config import ConfigError, validate_config
 from softpick_repro.plan import released_models
 from softpick_repro.plan import train_params as plan_train_params
-from softpick_repro.plancheck import check_plan, check_working_directory
+from softpick_repro.plancheck import check_plan
 
 try:
-    check_working_directory(workflow.basedir, Path.cwd())
     validate_config(config)
     check_plan(config)  # every setting a job would reject, before the first job
 except ConfigError as err:

@@ -173,6 +173,17 @@ def train_params(wildcards):
     return plan_train_params(config, wildcards.size, wildcards.arm)
 
 
+# A changed training setting retrains under a new checkpoint key (softpick_repro.train.rundirs);
+# say which finished runs are about to be replaced, and where the previous ones stay, before any job.
+from softpick_repro.train.rundirs import changed_run, run_checkpoint_dir
+
+for _size, _arm in training_runs():
+    _note = changed_run(f"results/{_size}/{_arm}/train", f"checkpoints/{_size}/{_arm}",
+                        plan_train_params(config, _size, _arm))
+    if _note:
+        print(f"NOTE: {_note}", file=sys.stderr)
+
+
 def training_targets():
     return [f"results/{size}/{arm}/train/final" for size, arm in model_runs()]
 

@@ -12,7 +12,9 @@ Conventions
   blown up by the update before it), and `max_consecutive_skips` skipped steps in a row
   abort the run, so the last checkpoint on disk is one from before the stretch.
 - Run state lives in `ckpt_dir` (checkpoint.pt, the live metrics.csv, kept snapshots);
-  the declared outputs in `out_dir` are published only once the run is complete.
+  the declared outputs in `out_dir` are published only once the run is complete, and
+  hard-linked into `ckpt_dir/published/` (see `rundirs`: they survive a retrain with other
+  settings).
 
 Test hooks (environment variables, read once per run):
 `SOFTPICK_REPRO_TEST_NAN_STEPS="3,4"` multiplies the loss of those steps by NaN;
@@ -42,6 +44,7 @@ from . import checkpoint as ckpt
 from .config import TrainConfig, trajectory
 from .data import PackedWindows, WindowOrder, open_shard, rank_slice, read_manifest, unigram_entropy
 from .records import SNAPSHOT_FORMAT, MetricsCSV, fmt, save_snapshot
+from .rundirs import keep_published
 from .schedule import WarmupCosine
 
 log = logging.getLogger(__name__)
@@ -438,6 +441,9 @@ class _Run:
         save_snapshot(self.model, out / "weights" / "final.safetensors", self._snapshot_meta())
         atomic_write_text(out / "metrics.csv", self.metrics.path.read_text())
         dump_json({**summary, "provenance": provenance(self.cfg.to_dict())}, out / "summary.json")
+        # a copy Snakemake's clean-up before a rerun with other settings does not reach
+        keep_published(out, self.ckpt_dir, [str(p.relative_to(out)) for p in
+                                            output_files(out, self.cfg.keep_steps).values()])
 
 
 def output_files(out_dir: str | os.PathLike, keep_steps: list[int]) -> dict[str, Path]:

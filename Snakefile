@@ -9,7 +9,7 @@
 #   results/{size}/{arm}/eval/{quant}.json        benchmark results (quant: none, hqq2, bnb4, gptq4, ...)
 #   results/tables/tableNN_<name>.{csv,md,tex}    paper tables
 #   results/figures/figureNN_<name>.{pdf,png}     paper figures
-#   checkpoints/{size}/{arm}/                     resumable training state (not a rule output)
+#   checkpoints/{size}/{arm}/{key}/               resumable training state per setting key (not a rule output)
 #   logs/<stage>/...  benchmarks/<stage>/...      per-job logs and resource benchmarks
 
 from snakemake.utils import min_version

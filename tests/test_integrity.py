@@ -167,6 +167,14 @@ def test_all_zero_shard_of_the_right_size_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_truncated_shard_is_refused_naming_the_file(tmp_path):
+    tokens = write_synthetic_shards(tmp_path / "tokens")
+    train_bin = tokens / "train.bin"
+    train_bin.write_bytes(train_bin.read_bytes()[:-20])  # 10 uint16 tokens short
+    with pytest.raises(ValueError, match=rf"{train_bin}: holds 19990 tokens but manifest.json says 20000"):
+        open_shard(tokens, "train")
+
+
 def test_shard_is_hashed_once_per_process(tmp_path, monkeypatch):
     import softpick_repro.integrity as integrity
 

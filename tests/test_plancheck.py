@@ -61,6 +61,9 @@ CASES = {
     # "warmup >= steps"
     "warmup >= steps": ({"sizes": micro_size(warmup_steps=30)},
                         r"config error at sizes\.0\.warmup_steps \(micro-s\): .*warmup_steps must be in \[0, steps=30\)"),
+    # "a NaN learning rate aborts" (after max_consecutive_skips steps): now before any job
+    "nan lr": ({"sizes": micro_size(lr=float("nan"))},
+               r"config error at sizes\.0\.lr \(micro-s\): .*lr must be a finite number > 0, got nan"),
     # "a quantization group size that does not divide a layer width"
     "group size vs width": ({"quantization": {"group_size": 96}},
                             r"config error at quantization\.group_size: hqq2 of micro-[sm]/softmax: group_size 96 "

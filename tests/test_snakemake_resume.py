@@ -62,7 +62,7 @@ def sigkill_tree(proc):
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("workflow")
-    for item in ("Snakefile", "workflow", "src", "config", "data"):
+    for item in ("Snakefile", "workflow", "src", "config", "data", "envs"):
         src = REPO_ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / item)
     return root
@@ -127,4 +127,6 @@ def test_changed_setting_retrains_and_keeps_the_previous_run(workdir, killed_and
     back = snakemake(workdir, TARGET, "--configfile", "config/smoke.yaml")
     assert back.returncode == 0, back.output[-3000:]
     third = load_json(workdir / TARGET)
-    assert third["train_config"]["lr"] == 3e-3 and third["resumed_from_steps"] == [30]
+    assert third["train_config"]["lr"] == 3e-3 and third["resumed_from_steps"][-1] == 30
+    final = "weights/final.safetensors"
+    assert (workdir / "results/micro-s/softmax/train" / final).read_bytes() == (kept[0] / "published" / final).read_bytes()

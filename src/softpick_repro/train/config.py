@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,11 @@ class TrainConfig:
                      "val_batches", "max_consecutive_skips", "processes"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "min_lr_ratio", "adam_eps", "weight_decay", "grad_clip"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                raise bad(name, f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, "
+                                f"got {getattr(self, name)}")
         if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
             raise bad("warmup_steps", f"warmup_steps must be in [0, steps={self.steps}), "
                                       f"got {self.warmup_steps}")

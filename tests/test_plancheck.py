@@ -102,6 +102,18 @@ def test_plan_check_rejects(name):
     assert "\n" not in str(info.value)
 
 
+def test_the_trainer_rejects_a_sequence_beyond_the_context_too(tmp_path):
+    # The plan check calls the job's own check; a run started by hand gets it as well.
+    from softpick_repro.train import train
+    from softpick_repro.train.synthetic import micro_train_config, write_synthetic_shards
+
+    tokens = write_synthetic_shards(tmp_path / "tokens", train_tokens=40_000)
+    with pytest.raises(ValueError, match=r"train\.seq_len=2048 exceeds the model's context of 1024"):
+        train(micro_train_config(seq_len=2048, global_batch=2, micro_batch=2, steps=4),
+              tokens_dir=tokens, ckpt_dir=tmp_path / "ckpt", out_dir=tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_released_mode_errors_still_come_from_the_plan_check():
     config = smoke_with({"released_models": {"enabled": True, "models": {"micro-s": {"relu_softmax": "x/y"}}}})
     with pytest.raises(ConfigError, match=r"released_models\.models\.micro-s\.relu_softmax: .*variant arm"):

@@ -7,10 +7,13 @@
   format itself (zip, safetensors header) still parses.
 - `verify_safetensors(path)`: recompute and compare; the error names the file.
 - `verify_shard(path, expected_sha256)`: a token shard against the hash its manifest records,
-  once per process and file (memoised on path, size and mtime). The cost is one sequential
-  read of the shard: sha256 runs at about 0.5-1 GB/s per core, so the paper's 105B-token
-  shard (uint16, 210 GB) takes minutes per job if it is one file; split into many shards,
-  each job checks only the shards it opens, and shards can be checked in parallel.
+  once per process and file (memoised on path, size and mtime); the trainer checks on one
+  process per node. The cost is one sequential read of the shard: measured 0.25 GiB/s
+  (256 MiB in 1.0 s) on the 2-core development machine under a load average of ~26, so
+  the paper's 105B-token train shard (uint16: 210 GB = 196 GiB) would take ~13 min per
+  training job at that rate (a few minutes on an idle core), against 16-146 h of training.
+  Split into many shards with a sha256 each, `verify_shard(path, expected)` applies per
+  file: a job checks only the shards it opens, and they can be checked in parallel.
 """
 from __future__ import annotations
 

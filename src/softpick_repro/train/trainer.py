@@ -136,10 +136,14 @@ class _Run:
     def _setup_data(self) -> None:
         self.manifest = read_manifest(self.tokens_dir)
         vocab = int(self.manifest["vocab_size"])
-        self.train_windows = PackedWindows(open_shard(self.tokens_dir, "train", self.manifest),
+        # One process per node hashes the shards (a full read each: minutes at paper scale);
+        # the others wait for it. A mismatch fails that process and torchrun stops the rest.
+        verify = self.dist.local_rank == 0
+        self.train_windows = PackedWindows(open_shard(self.tokens_dir, "train", self.manifest, verify),
                                            self.cfg.seq_len, vocab, "train.bin")
-        self.val_windows = PackedWindows(open_shard(self.tokens_dir, "val", self.manifest),
+        self.val_windows = PackedWindows(open_shard(self.tokens_dir, "val", self.manifest, verify),
                                          self.cfg.seq_len, vocab, "val.bin")
+        self._barrier()
         self.order = WindowOrder(self.train_windows.num_windows, self.cfg.seed)
         self.unigram_entropy = unigram_entropy(self.train_windows.tokens, vocab)
         epochs = self.cfg.last_step * self.cfg.global_batch / self.train_windows.num_windows

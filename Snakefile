@@ -11,7 +11,7 @@
 #   results/tables/seed_{seed}/tableNN_<name>.{csv,md,tex} one seed's table
 #   results/tables/tableNN_<name>.{csv,md,tex}             paper tables (mean ± std over the seeds)
 #   results/figures/figureNN_<name>.{pdf,png}              paper figures (spread over the seeds)
-#   checkpoints/{size}/{arm}/seed_{seed}/                  resumable training state (not a rule output)
+#   checkpoints/{size}/{arm}/seed_{seed}/{key}/            resumable training state per setting key (not a rule output)
 #   logs/<stage>/...  benchmarks/<stage>/...               per-job logs and resource benchmarks
 
 from snakemake.utils import min_version
@@ -19,6 +19,7 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+include: "workflow/rules/preflight.smk"
 configfile: "config/config.yaml"
 
 

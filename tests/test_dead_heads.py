@@ -9,6 +9,7 @@ from softpick_repro.analysis import dead_heads as dh
 from softpick_repro.io import dump_json, load_json
 from softpick_repro.model import SoftpickForCausalLM, build_config
 from softpick_repro.report import deadhead_passkey as rep
+from softpick_repro.train.export import save_model_files
 from softpick_repro.train.synthetic import write_synthetic_shards
 
 torch.set_num_threads(1)
@@ -138,7 +139,7 @@ def test_held_out_windows_follow_the_budget(tmp_path):
 
 def test_exported_model_roundtrip_with_mask(tmp_path):
     model = micro_model("softpick")
-    model.save_pretrained(tmp_path / "m")
+    save_model_files(model, tmp_path / "m")  # the pipeline's writer: weights carry their content hash
     dump_json({"step": 30}, tmp_path / "m" / "provenance.json")
     assert dh.checkpoint_step(tmp_path / "m") == 30
     loaded = dh.load_model(tmp_path / "m", device="cpu", masked_heads=[[0, 1]])
@@ -198,7 +199,7 @@ def test_run_masked_eval_with_lm_eval(tmp_path):
     docs = ["the cat sat on the mat and the dog sat on the log " * 3] * 10
     train_bpe_tokenizer(docs, 300, 2, tmp_path / "tok")
     model = micro_model("softpick", vocab=300)
-    model.save_pretrained(tmp_path / "model")
+    save_model_files(model, tmp_path / "model")
     for item in (tmp_path / "tok").iterdir():
         shutil.copy(item, tmp_path / "model" / item.name)
     dump_json({"step": 7}, tmp_path / "model" / "provenance.json")

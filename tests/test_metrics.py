@@ -254,7 +254,8 @@ def test_run_functions_on_an_exported_model(micro_models, tmp_path):
     """Export dir + token manifest -> metrics JSON and map file, through the pipeline entry."""
     from softpick_repro.analysis.attention_run import (load_attention_maps, run_attention_maps,
                                                        run_attention_metrics)
-    from softpick_repro.io import dump_json, load_json
+    from softpick_repro.io import dump_json, load_json, sha256_file
+    from softpick_repro.train.export import save_model_files
     from softpick_repro.tokenize import train_bpe_tokenizer
 
     corpus = ["the bee flies over the green grass and the blue sky " * 3,
@@ -265,12 +266,13 @@ def test_run_functions_on_an_exported_model(micro_models, tmp_path):
     tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
     model_dir = tmp_path / "model"
     model = micro_models["softmax"]
-    model.save_pretrained(model_dir)
+    save_model_files(model, model_dir)  # the pipeline's writer: weights carry their content hash
     tok.save_pretrained(model_dir)
     ids = _ids(6, 40, seed=4).astype(np.uint16)
     (tmp_path / "data").mkdir()
     ids.reshape(-1).tofile(tmp_path / "data" / "val.bin")
-    dump_json({"dtype": "uint16", "bos_id": 1, "files": {"val": "val.bin"}},
+    dump_json({"dtype": "uint16", "bos_id": 1, "files": {"val": "val.bin"},
+               "sha256": {"val": sha256_file(tmp_path / "data" / "val.bin")}},
               tmp_path / "data" / "manifest.json")
     cfg = {"text_source": "val_shard", "seq_len": 32, "num_samples": 4, "hidden_samples": 0,
            "box_samples": 1, "dtype": "auto", "sink_thresholds": [0.2, 0.3], "near_zero": 1e-5,

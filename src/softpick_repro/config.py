@@ -24,8 +24,16 @@ def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
-    with open(path) as handle:
-        data = yaml.safe_load(handle) or {}
+    try:
+        with open(path) as handle:
+            data = yaml.safe_load(handle)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"config file {path} is empty (it must hold a mapping of config keys)")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at top level")
     return data
@@ -101,3 +109,28 @@ def _check_cross_keys(config: dict) -> None:
             if arm in seen:
                 raise ConfigError(f"config error at runs.{group}: arm {arm!r} is already listed in runs.{seen[arm]}")
             seen[arm] = group
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m softpick_repro.config FILE...`: load, merge and validate config files as
+    Snakemake would (first = the complete default), then run the plan check; one line
+    naming the file, line or key on failure. Snakemake itself reports a broken --configfile
+    overlay without its name, before any workflow code runs."""
+    import sys
+
+    paths = list(sys.argv[1:] if argv is None else argv) or ["config/config.yaml"]
+    # the package's own module, not this __main__ copy, so the plan check's errors match
+    from softpick_repro import config as package
+    from softpick_repro.plancheck import check_plan
+
+    try:
+        check_plan(package.load_config(paths))
+    except package.ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"ok: {' + '.join(paths)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

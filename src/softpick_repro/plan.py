@@ -65,6 +65,27 @@ def keep_steps(config: dict, size: str, arm: str) -> list[int]:
     return sorted(steps)
 
 
+def train_params(config: dict, size: str, arm: str, seed: int | str | None = None) -> dict:
+    """The TrainConfig fields of one training run (the `params.train` of rule pretrain):
+    the shared `train` section, the size's schedule, the arm's stop step and kept steps, and
+    the run's seed (the {seed} wildcard; None keeps train.seed, as the plan check does)."""
+    entry = size_cfg(config, size)
+    return {
+        **config["train"],
+        "preset": entry["preset"],
+        "arm": arm,
+        **({"seed": int(seed)} if seed is not None else {}),
+        "steps": entry["steps"],
+        "lr": entry["lr"],
+        "warmup_steps": entry["warmup_steps"],
+        "stop_at_step": stop_step(config, size, arm),
+        "keep_steps": keep_steps(config, size, arm),
+        "device": config["device"],
+        **({"activation_checkpointing": entry["activation_checkpointing"]}
+           if "activation_checkpointing" in entry else {}),
+    }
+
+
 # ---- released-model mode -------------------------------------------------------------
 def released_models(config: dict) -> dict[tuple[str, str], str]:
     """(size, arm) -> Hub repo id or local directory; empty unless released_models.enabled."""

@@ -194,10 +194,14 @@ def corpus_source_hash(corpus_dir: str | Path) -> str:
 
 
 def load_tokens(out_dir: str | Path, split: str) -> np.ndarray:
-    """Memory-map one split using the manifest's dtype (read-only)."""
+    """Memory-map one split using the manifest's dtype (read-only), after checking it against
+    the manifest's sha256 (once per process)."""
     from .io import load_json
 
+    from .integrity import verify_manifest_shard
+
     manifest = load_json(Path(out_dir) / "manifest.json")
+    verify_manifest_shard(manifest, out_dir, split)
     return np.memmap(Path(out_dir) / manifest["files"][split], dtype=manifest["dtype"], mode="r")
 
 

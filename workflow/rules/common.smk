@@ -6,11 +6,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from softpick_repro.config import ConfigError, validate_config
-from softpick_repro.plan import check_released, released_models
+from softpick_repro.plan import released_models
+from softpick_repro.plan import train_params as plan_train_params
+from softpick_repro.plancheck import check_plan
 
 try:
     validate_config(config)
-    check_released(config)
+    check_plan(config)  # every setting a job would reject, before the first job
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -199,21 +201,19 @@ def keep_steps(size, arm):
 
 
 def train_params(wildcards):
-    size = SIZE_CFG[wildcards.size]
-    return {
-        **config["train"],
-        "preset": size["preset"],
-        "arm": wildcards.arm,
-        "seed": int(wildcards.seed),
-        "steps": size["steps"],
-        "lr": size["lr"],
-        "warmup_steps": size["warmup_steps"],
-        "stop_at_step": stop_step(wildcards.size, wildcards.arm),
-        "keep_steps": keep_steps(wildcards.size, wildcards.arm),
-        "device": config["device"],
-        **({"activation_checkpointing": size["activation_checkpointing"]}
-           if "activation_checkpointing" in size else {}),
-    }
+    return plan_train_params(config, wildcards.size, wildcards.arm, wildcards.seed)
+
+
+# A changed training setting retrains under a new checkpoint key (softpick_repro.train.rundirs);
+# say which finished runs are about to be replaced, and where the previous ones stay, before any job.
+from softpick_repro.train.rundirs import changed_run, run_checkpoint_dir
+
+for _size, _arm in training_runs():
+    for _seed in SEEDS:
+        _note = changed_run(f"{run_dir(_size, _arm, _seed)}/train", f"checkpoints/{_size}/{_arm}/seed_{_seed}",
+                            plan_train_params(config, _size, _arm, _seed))
+        if _note:
+            print(f"NOTE: {_note}", file=sys.stderr)
 
 
 def training_targets():

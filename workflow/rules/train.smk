@@ -1,6 +1,8 @@
 # Training stage: pretrain one (size, arm) run, then export Hugging Face directories.
-# Resumable state lives in checkpoints/{size}/{arm}/seed_{seed}/ (not a declared output, so Snakemake's
-# clean-up of a failed job keeps it); rerun with --rerun-incomplete to resume.
+# Resumable state lives in checkpoints/{size}/{arm}/seed_{seed}/{key}/ (not a declared output, so Snakemake's
+# clean-up of a failed job keeps it); rerun with --rerun-incomplete to resume. The key hashes
+# the settings that decide the weights (softpick_repro.train.rundirs): a changed setting
+# trains afresh under a new key and the previous run stays under its own.
 
 
 rule pretrain:
@@ -15,7 +17,7 @@ rule pretrain:
         weights=directory("results/{size}/{arm}/seed_{seed}/train/weights"),
     params:
         train=train_params,
-        checkpoint_dir="checkpoints/{size}/{arm}/seed_{seed}",
+        checkpoint_dir=lambda wc: run_checkpoint_dir(f"checkpoints/{wc.size}/{wc.arm}/seed_{wc.seed}", train_params(wc)),
     log:
         "logs/train/{size}/{arm}/seed_{seed}.log",
     benchmark:

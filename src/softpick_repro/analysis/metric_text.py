@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from softpick_repro.integrity import verify_manifest_shard
 from softpick_repro.io import load_json
 
 
@@ -77,6 +78,7 @@ def val_shard_windows(manifest_path: str | Path, seq_len: int,
     shard = manifest_path.parent / manifest["files"]["val"]
     if not shard.exists():
         raise FileNotFoundError(f"validation shard missing: {shard}")
+    verify_manifest_shard(manifest, manifest_path.parent, "val")  # once per process
     tokens = np.memmap(shard, dtype=manifest["dtype"], mode="r")
     windows, info = select_windows(tokens, int(manifest["bos_id"]), seq_len, num_samples)
     info["shard"] = str(shard)

@@ -127,6 +127,26 @@ def _check_group_size(linears: dict[str, nn.Linear], group_size: int) -> None:
                                 f"{len(bad)} layer(s): {', '.join(bad[:4])}")
 
 
+def check_request(linears: dict[str, nn.Module], method: str, bits: int, *, group_size: int,
+                  bnb_4bit_quant_type: str = "nf4", gptq_pipeline: str = "sequential") -> None:
+    """Everything about a quantization request that can be checked without running it:
+    method and width, group size against every layer's input width, bnb's block sizes and
+    quant types, the GPTQ pipeline. `linears` may live on the meta device (the plan check
+    builds the model there)."""
+    check_supported(method, bits)
+    if method != "bnb" or bits == 4:
+        _check_group_size(linears, group_size)
+    if method == "bnb" and bits == 4:
+        if bnb_4bit_quant_type not in ("nf4", "fp4"):
+            raise QuantizationError(f"bnb 4-bit quant type must be nf4 or fp4, got "
+                                    f"{bnb_4bit_quant_type!r}")
+        if group_size not in BNB_BLOCKSIZES:
+            raise QuantizationError(f"bnb 4-bit block size (group_size) must be one of "
+                                    f"{BNB_BLOCKSIZES}, got {group_size}")
+    if method == "gptq" and gptq_pipeline not in GPTQ_PIPELINES:
+        raise QuantizationError(f"unknown GPTQ pipeline {gptq_pipeline!r}; expected one of {GPTQ_PIPELINES}")
+
+
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
@@ -277,10 +297,9 @@ def quantize_model(model: nn.Module, method: str, bits: int, *, group_size: int 
     calibration from `calib_ids` (token id windows, see `calibration_windows`) or, failing
     that, `calib_texts` (each tokenized with BOS first, cut to `calib_length`).
     """
-    check_supported(method, bits)
     linears = target_linears(model)
-    if method != "bnb" or bits == 4:
-        _check_group_size(linears, group_size)
+    check_request(linears, method, bits, group_size=group_size,
+                  bnb_4bit_quant_type=bnb_4bit_quant_type, gptq_pipeline=gptq_pipeline)
     dev = torch.device(device) if device is not None else _model_device_dtype(model)[0]
     if method == "bnb" and dev.type not in ("cpu", "cuda"):
         raise QuantizationError(f"bitsandbytes runs on cpu or cuda here, not {dev}")
@@ -289,13 +308,6 @@ def quantize_model(model: nn.Module, method: str, bits: int, *, group_size: int 
     model.to(dev)
     model.eval()
     dtype = _model_device_dtype(model)[1]
-    if method == "bnb" and bits == 4:
-        if bnb_4bit_quant_type not in ("nf4", "fp4"):
-            raise QuantizationError(f"bnb 4-bit quant type must be nf4 or fp4, got "
-                                    f"{bnb_4bit_quant_type!r}")
-        if group_size not in BNB_BLOCKSIZES:
-            raise QuantizationError(f"bnb 4-bit block size (group_size) must be one of "
-                                    f"{BNB_BLOCKSIZES}, got {group_size}")
     start = time.perf_counter()
     with torch.no_grad():
         if method == "hqq":

@@ -13,6 +13,7 @@ from softpick_repro.evaluate.lm_eval_runner import evaluate_model, resolve_devic
 from softpick_repro.evaluate.quantize import calibration_windows, parse_quant, quantize_model
 from softpick_repro.evaluate.tasks import load_task_specs, paper_task_specs
 from softpick_repro.io import provenance
+from softpick_repro.model.presets import check_context
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -44,17 +45,19 @@ def evaluate_export(model_dir: str | Path, quant: str, eval_cfg: dict, quant_cfg
 
     GPTQ calibrates on windows of `tokens_dir`'s train shard (quant_cfg's calibration keys).
     """
-    import softpick_repro.model  # noqa: F401  (registers the model with the Auto classes)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from softpick_repro.model.loading import load_exported
 
     spec = parse_quant(quant)
     tasks = configured_tasks(eval_cfg, task_dir)
     dev = resolve_device(device)
     dtype = eval_dtype(eval_cfg["dtype"], dev)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype,
-                                                 trust_remote_code=False)
+    model = load_exported(model_dir, dtype)
     model.to(dev).eval()
+    if max_length:  # lm-eval would silently run past the model's positions
+        check_context(model.config, max_length, "eval.max_length")
     qrecord = None
     if spec.method is not None:
         calib_ids = None
@@ -64,6 +67,7 @@ def evaluate_export(model_dir: str | Path, quant: str, eval_cfg: dict, quant_cfg
             if tokens_dir is None:
                 raise ValueError("GPTQ calibration needs the training token shard (tokens_dir)")
             cal = quant_cfg["calibration"]
+            check_context(model.config, cal["length"], "quantization.calibration.length")
             calib_ids = calibration_windows(load_tokens(tokens_dir, "train"), cal["samples"],
                                             cal["length"], cal["seed"])
         qrecord = quantize_model(

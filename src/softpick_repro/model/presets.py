@@ -66,6 +66,14 @@ def build_config(preset: str, arm: str, vocab_size: int, **overrides) -> Softpic
     return SoftpickConfig(**kwargs)
 
 
+def check_context(config: SoftpickConfig, length: int, what: str) -> None:
+    """A sequence of `length` tokens must fit the model's positions (RoPE would run past
+    `max_position_embeddings` without any error, so nothing else would notice)."""
+    if int(length) > config.max_position_embeddings:
+        raise ValueError(f"{what}={length} exceeds the model's context of "
+                         f"{config.max_position_embeddings} positions (max_position_embeddings)")
+
+
 def count_parameters(config: SoftpickConfig, embeddings: bool = True) -> int:
     """Number of parameters of `SoftpickForCausalLM(config)`, computed from the config.
 
@@ -84,4 +92,4 @@ def count_parameters(config: SoftpickConfig, embeddings: bool = True) -> int:
     return total + (v * d if embeddings else 0)
 
 
-__all__ = ["PRESETS", "build_config", "count_parameters", "swiglu_width"]
+__all__ = ["PRESETS", "build_config", "check_context", "count_parameters", "swiglu_width"]

@@ -6,6 +6,9 @@ to a temporary sibling, fsynced, then renamed over the old one: until the rename
 previous checkpoint stays complete, and a kill at any moment leaves either the old or the
 new file, never a partial one under the real name. Everything inside is tensors or plain
 Python types so that `torch.load(weights_only=True)` can read it without unpickling code.
+The state carries `content_sha256`, the digest of everything else in it
+(`softpick_repro.integrity.content_digest`); a load recomputes it, so bytes flipped inside
+the tensor data (which the zip container does not notice) stop the resume.
 
 Test hook: with the environment variable `SOFTPICK_REPRO_TEST_KILL_IN_CKPT_WRITE=<step>`
 the writer SIGKILLs its own process after the temporary file of that step is complete and
@@ -23,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from softpick_repro.integrity import HASH_KEY, content_digest
+
 CHECKPOINT_NAME = "checkpoint.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: content_sha256 of the state
 _KILL_ENV = "SOFTPICK_REPRO_TEST_KILL_IN_CKPT_WRITE"
 _REQUIRED = ("format_version", "step", "model", "optimizer", "scheduler", "rng",
              "data_position", "metrics_rows", "train_config")
@@ -85,6 +90,8 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, state: dict) -> Path:
     missing = [key for key in _REQUIRED if key not in state]
     if missing:
         raise ValueError(f"checkpoint state lacks {missing}")
+    state = {k: v for k, v in state.items() if k != HASH_KEY}
+    state[HASH_KEY] = content_digest(state)
     path = checkpoint_path(ckpt_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -136,5 +143,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if state["format_version"] != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint file {path} has format version {state['format_version']}, "
-            f"this code reads version {FORMAT_VERSION}")
+            f"this code reads version {FORMAT_VERSION}: move or delete {path} to train anew")
+    recorded = state.pop(HASH_KEY, None)
+    if recorded != content_digest(state):
+        raise CheckpointError(
+            f"checkpoint file {path} is corrupt: its contents do not match the {HASH_KEY} "
+            f"recorded inside it. Not resuming from it: move or delete {path} to train anew.")
     return state

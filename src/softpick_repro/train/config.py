@@ -2,8 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+
+class TrainConfigError(ValueError):
+    """A training setting that cannot run; `field` is the TrainConfig field at fault."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
 
 
 @dataclass
@@ -65,28 +74,40 @@ class TrainConfig:
         return self.stop_at_step if self.stop_at_step is not None else self.steps
 
     def validate(self, world_size: int = 1) -> int:
-        """Check the config; return gradient-accumulation steps per process."""
+        """Check the config; return gradient-accumulation steps per process.
+
+        Raises TrainConfigError, whose `field` names the offending setting (the plan check,
+        softpick_repro.plancheck, maps it to the config key)."""
+        def bad(name: str, msg: str) -> TrainConfigError:
+            return TrainConfigError(name, f"training config: {msg}")
+
         for name in ("seq_len", "global_batch", "micro_batch", "steps", "ckpt_every",
                      "val_batches", "max_consecutive_skips", "processes"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"training config: {name} must be >= 1, got {getattr(self, name)}")
+                raise bad(name, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "min_lr_ratio", "adam_eps", "weight_decay", "grad_clip"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                raise bad(name, f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, "
+                                f"got {getattr(self, name)}")
         if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
-            raise ValueError(f"training config: warmup_steps must be in [0, steps={self.steps}), "
-                             f"got {self.warmup_steps}")
+            raise bad("warmup_steps", f"warmup_steps must be in [0, steps={self.steps}), "
+                                      f"got {self.warmup_steps}")
         if self.stop_at_step is not None and not 1 <= self.stop_at_step <= self.steps:
-            raise ValueError(
-                f"training config: stop_at_step must be in [1, steps={self.steps}], got {self.stop_at_step}")
-        bad = [s for s in self.keep_steps if not 1 <= s <= self.last_step]
-        if bad:
-            raise ValueError(f"training config: keep_steps {bad} lie outside [1, {self.last_step}] "
-                             f"(the last step of this run)")
+            raise bad("stop_at_step",
+                      f"stop_at_step must be in [1, steps={self.steps}], got {self.stop_at_step}")
+        bad_steps = [s for s in self.keep_steps if not 1 <= s <= self.last_step]
+        if bad_steps:
+            raise bad("keep_steps", f"keep_steps {bad_steps} lie outside [1, {self.last_step}] "
+                                    f"(the last step of this run)")
         if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"training config: precision must be auto|fp32|bf16, got {self.precision!r}")
+            raise bad("precision", f"precision must be auto|fp32|bf16, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"training config: device must be auto|cpu|cuda, got {self.device!r}")
+            raise bad("device", f"device must be auto|cpu|cuda, got {self.device!r}")
         per_step = self.micro_batch * world_size
         if self.global_batch % per_step:
-            raise ValueError(
+            raise TrainConfigError(
+                "global_batch",
                 f"global batch {self.global_batch} does not divide into micro_batch {self.micro_batch} "
                 f"x {world_size} process(es): it must be a multiple of {per_step}")
         return self.global_batch // per_step

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from softpick_repro.integrity import verify_manifest_shard
 from softpick_repro.io import load_json
 
 _DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
@@ -38,8 +39,10 @@ def read_manifest(tokens_dir: str | os.PathLike) -> dict:
     return manifest
 
 
-def open_shard(tokens_dir: str | os.PathLike, split: str, manifest: dict | None = None) -> np.ndarray:
-    """Memory-map `{split}.bin`, checking its size against the manifest."""
+def open_shard(tokens_dir: str | os.PathLike, split: str, manifest: dict | None = None,
+               verify: bool = True) -> np.ndarray:
+    """Memory-map `{split}.bin`, checking its size and (once per process) its sha256 against
+    the manifest."""
     tokens_dir = Path(tokens_dir)
     manifest = manifest or read_manifest(tokens_dir)
     path = tokens_dir / f"{split}.bin"
@@ -55,6 +58,8 @@ def open_shard(tokens_dir: str | os.PathLike, split: str, manifest: dict | None 
         raise ValueError(f"{path}: holds {count} tokens but manifest.json says {expected}")
     if count == 0:
         raise ValueError(f"{path}: token shard is empty")
+    if verify:
+        verify_manifest_shard(manifest, tokens_dir, split)
     return np.memmap(path, dtype=dtype, mode="r", shape=(count,))
 
 

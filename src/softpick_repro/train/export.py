@@ -1,9 +1,10 @@
 """Export a training snapshot as a Hugging Face model directory.
 
 Input: a snapshot written by the trainer (`weights/final.safetensors`, `weights/step_{k}.safetensors`):
-safetensors weights whose metadata carries the model config, step, tokens seen, training
-time and the training config. Output, written as one directory rename (`io.atomic_dir`):
-config.json, model.safetensors, generation_config.json, the tokenizer files, provenance.json.
+safetensors weights whose metadata carries the model config, step, tokens seen, the training
+config and the tensors' content digest (checked here). Output, written as one directory rename (`io.atomic_dir`):
+config.json, model.safetensors (with its own content digest in the metadata, checked by
+`softpick_repro.model.load_exported`), generation_config.json, the tokenizer files, provenance.json.
 The result loads with `AutoModelForCausalLM.from_pretrained(dir)` after
 `import softpick_repro.model` (which registers the architecture); nothing is unpickled.
 """
@@ -14,6 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
+from softpick_repro.integrity import HASH_KEY, add_content_hash, read_safetensors
 from softpick_repro.io import atomic_dir, dump_json, provenance, sha256_file
 
 from .records import SNAPSHOT_FORMAT
@@ -23,8 +25,16 @@ _OWN_FILES = {"config.json", "generation_config.json", "model.safetensors",
               "model.safetensors.index.json", "provenance.json"}
 
 
+def _decode_snapshot_metadata(path: Path, raw: dict) -> dict:
+    if raw.get("format") != SNAPSHOT_FORMAT:
+        raise ValueError(f"{path} is not a trainer snapshot (metadata format {raw.get('format')!r}, "
+                         f"expected {SNAPSHOT_FORMAT!r})")
+    return {key: value if key in ("format", HASH_KEY) else json.loads(value)
+            for key, value in raw.items()}
+
+
 def read_snapshot_metadata(path: str | os.PathLike) -> dict:
-    """The JSON metadata of a trainer snapshot (values decoded)."""
+    """The JSON metadata of a trainer snapshot (values decoded; contents not verified)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -35,27 +45,43 @@ def read_snapshot_metadata(path: str | os.PathLike) -> dict:
             raw = handle.metadata() or {}
     except Exception as err:
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
-    if raw.get("format") != SNAPSHOT_FORMAT:
-        raise ValueError(f"{path} is not a trainer snapshot (metadata format {raw.get('format')!r}, "
-                         f"expected {SNAPSHOT_FORMAT!r})")
-    return {key: value if key == "format" else json.loads(value) for key, value in raw.items()}
+    return _decode_snapshot_metadata(path, raw)
 
 
 def load_snapshot_model(path: str | os.PathLike):
-    """Rebuild the model of a snapshot with its weights (strict: every key must match)."""
-    from safetensors.torch import load_file
+    """Rebuild the model of a snapshot with its weights (content digest checked; strict:
+    every key must match)."""
     from transformers import AutoConfig
 
     import softpick_repro.model  # noqa: F401  registers the architecture with the Auto classes
     from softpick_repro.model import SoftpickForCausalLM
 
-    meta = read_snapshot_metadata(path)
+    path = Path(path)
+    tensors, raw = read_safetensors(path)
+    meta = _decode_snapshot_metadata(path, raw)
     cfg_dict = dict(meta["model_config"])
     config = AutoConfig.for_model(cfg_dict.pop("model_type"), **cfg_dict)
     model = SoftpickForCausalLM(config)
-    model.load_state_dict(load_file(str(path)), strict=True)
+    model.load_state_dict(tensors, strict=True)
     model.eval()
     return model, meta
+
+
+# The files a tokenizer directory must hold for the export to load as a fast tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def check_tokenizer_dir(tokenizer_dir: str | os.PathLike) -> Path:
+    """The tokenizer directory, or an error naming it and the missing file."""
+    tokenizer_dir = Path(tokenizer_dir)
+    if not tokenizer_dir.is_dir():
+        raise FileNotFoundError(f"missing tokenizer directory: {tokenizer_dir}")
+    missing = [name for name in TOKENIZER_FILES if not (tokenizer_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"tokenizer directory {tokenizer_dir} lacks {', '.join(missing)}: it is incomplete; "
+            f"delete it and rerun the train_tokenizer rule")
+    return tokenizer_dir
 
 
 def save_model_files(model, directory: Path) -> None:
@@ -72,14 +98,15 @@ def save_model_files(model, directory: Path) -> None:
         raise RuntimeError(f"save_pretrained did not write {directory / 'model.safetensors'}")
     if not (directory / "generation_config.json").exists():
         model.generation_config.save_pretrained(directory)
+    for weights in sorted(directory.glob("*.safetensors")):
+        add_content_hash(weights)  # checked by softpick_repro.integrity.verify_model_dir on load
 
 
 def export_hf(snapshot: str | os.PathLike, tokenizer_dir: str | os.PathLike,
               out_dir: str | os.PathLike, *, extra: dict | None = None) -> Path:
     """Write the HF directory for one snapshot; return out_dir."""
-    snapshot, tokenizer_dir, out_dir = Path(snapshot), Path(tokenizer_dir), Path(out_dir)
-    if not tokenizer_dir.is_dir():
-        raise FileNotFoundError(f"missing tokenizer directory: {tokenizer_dir}")
+    snapshot, out_dir = Path(snapshot), Path(out_dir)
+    tokenizer_dir = check_tokenizer_dir(tokenizer_dir)
     model, meta = load_snapshot_model(snapshot)
     with atomic_dir(out_dir) as tmp:
         save_model_files(model, tmp)
@@ -88,7 +115,7 @@ def export_hf(snapshot: str | os.PathLike, tokenizer_dir: str | os.PathLike,
                 shutil.copyfile(item, tmp / item.name)
         record = provenance(
             meta["train_config"], step=meta["step"], tokens_seen=meta["tokens_seen"],
-            train_time_s=meta["train_time_s"], arm=meta["arm"], preset=meta["preset"],
+            arm=meta["arm"], preset=meta["preset"],
             n_params=meta["n_params"], train_config=meta["train_config"],
             snapshot=str(snapshot), snapshot_sha256=sha256_file(snapshot),
             tokenizer_dir=str(tokenizer_dir), **(extra or {}))

@@ -1,7 +1,9 @@
 """Files a run writes as it goes: the per-step metrics CSV and weight snapshots.
 
 Snapshots are safetensors files whose metadata (str -> str) holds JSON: format tag, step,
-tokens seen, training time, arm, preset, model config, training config, config hash.
+tokens seen, arm, preset, model config, training config, config hash, and the tensors'
+content digest (`softpick_repro.integrity`). No wall-clock value goes in, so identical runs
+write byte-identical snapshots.
 """
 from __future__ import annotations
 
@@ -67,12 +69,9 @@ class MetricsCSV:
 
 def save_snapshot(model, path: Path, metadata: dict) -> None:
     """Model weights + JSON metadata as one safetensors file, written atomically."""
-    from safetensors.torch import save_file
+    from softpick_repro.integrity import save_safetensors
 
-    tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # safetensors metadata is str -> str: every value but the format tag is JSON text.
     meta = {key: value if key == "format" else json.dumps(value) for key, value in metadata.items()}
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    save_safetensors(model.state_dict(), path, meta)

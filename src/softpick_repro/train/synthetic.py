@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from softpick_repro.io import dump_json
+from softpick_repro.io import dump_json, sha256_file
 
 BOS_ID, EOS_ID = 1, 2
 
@@ -43,6 +43,7 @@ def write_synthetic_shards(out_dir: str | os.PathLike, *, vocab_size: int = 64,
     dump_json({"format": "flat token ids, BOS before each document, no EOS", "dtype": dtype,
                "vocab_size": vocab_size, "bos_id": BOS_ID, "eos_id": EOS_ID,
                "tokens": {split: int(len(a)) for split, a in splits.items()},
+               "sha256": {split: sha256_file(out_dir / f"{split}.bin") for split in splits},
                "source": f"synthetic markov chain (seed {seed}, branching {branching})"},
               out_dir / "manifest.json")
     return out_dir

@@ -8,10 +8,13 @@ Conventions
   global batch: each micro-batch loss is divided by `accum`, DDP averages over processes.
 - A step whose gradient norm (before clipping) is NaN/Inf is skipped: no optimizer update,
   gradients dropped, the LR schedule and data position still advance, `skipped=1` in the
-  CSV. `max_consecutive_skips` such steps in a row abort the run before any checkpoint of
-  that stretch is written, so the last good checkpoint stays as it was.
+  CSV. No checkpoint is written while such a stretch lasts (the weights may already be
+  blown up by the update before it), and `max_consecutive_skips` skipped steps in a row
+  abort the run, so the last checkpoint on disk is one from before the stretch.
 - Run state lives in `ckpt_dir` (checkpoint.pt, the live metrics.csv, kept snapshots);
-  the declared outputs in `out_dir` are published only once the run is complete.
+  the declared outputs in `out_dir` are published only once the run is complete, and
+  hard-linked into `ckpt_dir/published/` (see `rundirs`: they survive a retrain with other
+  settings).
 
 Test hooks (environment variables, read once per run):
 `SOFTPICK_REPRO_TEST_NAN_STEPS="3,4"` multiplies the loss of those steps by NaN;
@@ -35,11 +38,13 @@ import torch
 import torch.nn.functional as F
 
 from softpick_repro.io import atomic_write_text, config_hash, dump_json, provenance
+from softpick_repro.model.presets import check_context
 
 from . import checkpoint as ckpt
 from .config import TrainConfig, trajectory
 from .data import PackedWindows, WindowOrder, open_shard, rank_slice, read_manifest, unigram_entropy
 from .records import SNAPSHOT_FORMAT, MetricsCSV, fmt, save_snapshot
+from .rundirs import keep_published
 from .schedule import WarmupCosine
 
 log = logging.getLogger(__name__)
@@ -131,10 +136,14 @@ class _Run:
     def _setup_data(self) -> None:
         self.manifest = read_manifest(self.tokens_dir)
         vocab = int(self.manifest["vocab_size"])
-        self.train_windows = PackedWindows(open_shard(self.tokens_dir, "train", self.manifest),
+        # One process per node hashes the shards (a full read each: minutes at paper scale);
+        # the others wait for it. A mismatch fails that process and torchrun stops the rest.
+        verify = self.dist.local_rank == 0
+        self.train_windows = PackedWindows(open_shard(self.tokens_dir, "train", self.manifest, verify),
                                            self.cfg.seq_len, vocab, "train.bin")
-        self.val_windows = PackedWindows(open_shard(self.tokens_dir, "val", self.manifest),
+        self.val_windows = PackedWindows(open_shard(self.tokens_dir, "val", self.manifest, verify),
                                          self.cfg.seq_len, vocab, "val.bin")
+        self._barrier()
         self.order = WindowOrder(self.train_windows.num_windows, self.cfg.seed)
         self.unigram_entropy = unigram_entropy(self.train_windows.tokens, vocab)
         epochs = self.cfg.last_step * self.cfg.global_batch / self.train_windows.num_windows
@@ -146,6 +155,7 @@ class _Run:
         cfg = self.cfg
         _seed_everything(cfg.seed)
         self.model = build_model(cfg, self.manifest).to(self.device)
+        check_context(self.model.config, cfg.seq_len, "train.seq_len")
         if cfg.activation_checkpointing:
             # trades one extra forward per layer for not storing its activations (1.8B at
             # 4096 x 8 sequences per GPU does not fit 80 GB otherwise); same numbers either way
@@ -178,6 +188,7 @@ class _Run:
         self.step, self.skipped_total, self.consecutive, self.train_time = 0, 0, 0, 0.0
         self.resumed_from: list[int] = []
         self.last_val: float | None = None
+        self.ckpt_step: int | None = None  # step of the checkpoint on disk
         path = ckpt.checkpoint_path(self.ckpt_dir)
         if self.dist.is_main:
             for stale in ckpt.remove_stale_temps(self.ckpt_dir):
@@ -206,7 +217,7 @@ class _Run:
         except (RuntimeError, ValueError, KeyError) as err:
             raise ckpt.CheckpointError(f"checkpoint {path} does not fit this model: {err}") from err
         ckpt.restore_rng(state["rng"])
-        self.step = int(state["step"])
+        self.step = self.ckpt_step = int(state["step"])
         if state["data_position"] != self.step * self.cfg.global_batch:
             raise ckpt.CheckpointError(
                 f"checkpoint {path}: data position {state['data_position']} does not match step "
@@ -265,7 +276,7 @@ class _Run:
     def _snapshot_meta(self) -> dict:
         return {"format": SNAPSHOT_FORMAT, "step": self.step,
                 "tokens_seen": self.step * self.cfg.global_batch * self.cfg.seq_len,
-                "train_time_s": self.train_time, "arm": self.cfg.arm, "preset": self.cfg.preset,
+                "arm": self.cfg.arm, "preset": self.cfg.preset,
                 "model_config": self.model.config.to_dict(), "train_config": self.cfg.to_dict(),
                 "config_hash": config_hash(self.cfg.to_dict()), "n_params": self.n_params}
 
@@ -281,6 +292,7 @@ class _Run:
                 "consecutive_skips": self.consecutive, "train_time_s": self.train_time,
                 "resumed_from": self.resumed_from, "last_val_loss": self.last_val,
             })
+        self.ckpt_step = self.step
         self._barrier()
 
     # ----- the loop
@@ -367,7 +379,11 @@ class _Run:
                     save_snapshot(self.model, snap_dir / f"step_{self.step}.safetensors",
                                   self._snapshot_meta())
                 if self.step % cfg.ckpt_every == 0 or self.step == cfg.last_step:
-                    self._save_checkpoint()
+                    if self.consecutive == 0:
+                        self._save_checkpoint()
+                    elif self.dist.is_main:
+                        log.warning("step %d: no checkpoint written, the last %d steps were skipped "
+                                    "(non-finite gradient norm)", self.step, self.consecutive)
                 if self.sleep:
                     time.sleep(self.sleep)
         finally:
@@ -382,10 +398,12 @@ class _Run:
 
     def _abort(self) -> None:
         path = ckpt.checkpoint_path(self.ckpt_dir)
+        first_bad = self.step - self.consecutive + 1
         if path.exists():
-            last = f"the last good checkpoint {path} is left as it was"
+            last = (f"the last good checkpoint {path} (step {self.ckpt_step}, before the stretch, "
+                    f"which began at step {first_bad}) is left as it was")
         else:
-            last = "no checkpoint had been written yet"
+            last = f"no checkpoint from before the stretch (which began at step {first_bad}) exists"
         raise TrainingAborted(
             f"training of {self.cfg.preset}/{self.cfg.arm} aborted at step {self.step}: "
             f"{self.consecutive} consecutive steps had a NaN/Inf gradient norm "
@@ -427,6 +445,9 @@ class _Run:
         save_snapshot(self.model, out / "weights" / "final.safetensors", self._snapshot_meta())
         atomic_write_text(out / "metrics.csv", self.metrics.path.read_text())
         dump_json({**summary, "provenance": provenance(self.cfg.to_dict())}, out / "summary.json")
+        # a copy Snakemake's clean-up before a rerun with other settings does not reach
+        keep_published(out, self.ckpt_dir, [str(p.relative_to(out)) for p in
+                                            output_files(out, self.cfg.keep_steps).values()])
 
 
 def output_files(out_dir: str | os.PathLike, keep_steps: list[int]) -> dict[str, Path]:

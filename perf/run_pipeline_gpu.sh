@@ -37,6 +37,6 @@ echo "snakemake exit $rc after $(( $(date +%s) - start )) s" | tee "$out/status.
 "${smk[@]}" -n --quiet rules >> "$out/status.txt" 2>&1
 grep -E "^Error in rule|Exiting because|steps \(|Nothing to be done" "$out/snakemake.log" | tail -20
 tar czf "$out/gpu_pipeline.tar.gz" --ignore-failed-read benchmarks logs results/tables results/report.html \
-  $(ls -d results/*/*/train/metrics.csv results/*/*/train/summary.json results/*/*/eval/*.json \
-         results/*/*/metrics/*.json results/*/*/passkey.json results/*/*/deadheads/*.json 2>/dev/null)
+  $(ls -d results/*/*/seed_*/train/metrics.csv results/*/*/seed_*/train/summary.json results/*/*/seed_*/eval/*.json \
+         results/*/*/seed_*/metrics/*.json results/*/*/seed_*/passkey.json results/*/*/seed_*/deadheads/*.json 2>/dev/null)
 tail -c 3000 "$out/snakemake.log"

@@ -105,9 +105,12 @@ def expected_resources(profile: dict, rule: str) -> dict:
 
 
 def check_accounting(profile: dict, jobs: list[dict], expected_counts: dict[str, int],
-                     final_state: str = "COMPLETED") -> list[str]:
+                     final_state: str = "COMPLETED", min_timeouts: int = 0) -> list[str]:
     """Problems found (empty = the run is as the profile says): one line each."""
     problems = []
+    timeouts = sum(j["State"].split()[0] == "TIMEOUT" for j in jobs)
+    if timeouts < min_timeouts:
+        problems.append(f"{timeouts} SLURM jobs ended in TIMEOUT, expected at least {min_timeouts}")
     done = Counter(j["rule"] for j in jobs if j["State"].split()[0] == final_state)
     for rule, count in sorted(expected_counts.items()):
         if done[rule] != count:
@@ -169,6 +172,27 @@ def plan_counts(dry_run_output: str) -> dict[str, int]:
     return counts
 
 
+def _compare_uninterrupted(run_dir: Path, tokens_dir: Path) -> int:
+    import tempfile
+
+    from softpick_repro.io import load_json
+    from softpick_repro.train import compare_weight_files, train
+
+    summary = load_json(run_dir / "summary.json")
+    print(f"{run_dir}: resumed at steps {summary['resumed_from_steps']}")
+    with tempfile.TemporaryDirectory() as scratch:
+        train(summary["train_config"], tokens_dir=tokens_dir, ckpt_dir=Path(scratch) / "ckpt",
+              out_dir=Path(scratch) / "out", progress=False)
+        problems = compare_weight_files(run_dir / "weights", Path(scratch) / "out" / "weights")
+    if not summary["resumed_from_steps"]:
+        problems.append("the run was never resumed: it proves nothing about resuming")
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    if not problems:
+        print(f"{run_dir}: every tensor of weights/*.safetensors equals the uninterrupted run's")
+    return 1 if problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m softpick_repro.cluster", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,7 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--plan", required=True, help="file holding the `snakemake -n` output")
     check.add_argument("--since", required=True, help="sacct -S: when the run started")
     check.add_argument("--final-state", default="COMPLETED")
+    check.add_argument("--min-timeouts", type=int, default=0, help="jobs that must have hit their limit")
+    compare = sub.add_parser("compare-uninterrupted",
+                             help="retrain a finished run without interruption, compare its weights")
+    compare.add_argument("run_dir", help="results/{size}/{arm}/train of the finished run")
+    compare.add_argument("tokens_dir")
     args = parser.parse_args(argv)
+    if args.command == "compare-uninterrupted":
+        return _compare_uninterrupted(Path(args.run_dir), Path(args.tokens_dir))
     if args.command == "render-profile":
         try:
             render_profile(args.base_dir, args.overlay, args.out_dir)
@@ -194,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = sacct_jobs(args.since, account)
     print(accounting_table(jobs))
     problems = check_accounting(profile, jobs, plan_counts(Path(args.plan).read_text()),
-                                args.final_state)
+                                args.final_state, args.min_timeouts)
     for line in problems:
         print(f"error: {line}", file=sys.stderr)
     print(f"{len(jobs)} SLURM jobs, {len(problems)} problem(s)")

@@ -32,6 +32,7 @@ git ls-files -z --cached --others --exclude-standard \
 cd "$WORK"
 export PYTHONPATH=$WORK/src${PYTHONPATH:+:$PYTHONPATH}
 python -m softpick_repro.cluster render-profile profiles/slurm "$REPO/.ci/slurm/profile-overlay.yaml" .ci-profile
+python -m softpick_repro.cluster check-profile .ci-profile
 
 snakemake -n --configfile "${CONFIGS[@]}" >plan.txt
 since=$(date +%Y-%m-%dT%H:%M:%S)

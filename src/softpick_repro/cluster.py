@@ -59,6 +59,44 @@ def render_profile(base_dir: str | Path, overlay_file: str | Path, out_dir: str 
     return merged
 
 
+def profile_partitions(profile: dict) -> dict[str, list[str]]:
+    """partition -> the rules (or 'default') that the profile sends there."""
+    where = {}
+    default = profile.get("default-resources", {}).get("slurm_partition")
+    if default:
+        where.setdefault(str(default), []).append("default")
+    for rule, res in (profile.get("set-resources") or {}).items():
+        if (res or {}).get("slurm_partition"):
+            where.setdefault(str(res["slurm_partition"]), []).append(rule)
+    return where
+
+
+def preflight(profile: dict, sbatch_test) -> list[str]:
+    """One line per partition of the profile that sbatch refuses with the profile's account,
+    checked before the run (the executor plugin would report sbatch's error only when a job of
+    that partition is first submitted, inside a long message). `sbatch_test(partition, account)`
+    returns sbatch's error, or None when it accepts."""
+    account = profile.get("default-resources", {}).get("slurm_account")
+    problems = []
+    for name, rules in sorted(profile_partitions(profile).items()):
+        error = sbatch_test(name, account)
+        if error:
+            problems.append(f"partition {name!r} (for {', '.join(rules)}), account {account!r}: {error}")
+    return problems
+
+
+def sbatch_test_only(partition: str, account: str | None) -> str | None:
+    """`sbatch --test-only` (validates, submits nothing): its last error line, or None."""
+    command = ["sbatch", "--test-only", "-p", partition, "-t", "1", "--wrap", "true"]
+    if account:
+        command[2:2] = ["-A", str(account)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode == 0:
+        return None
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else f"sbatch exited {result.returncode}"
+
+
 def minutes(timelimit: str) -> int:
     """sacct's Timelimit ([D-]HH:MM:SS or MM:SS) in whole minutes."""
     days, _, clock = timelimit.rpartition("-")
@@ -115,7 +153,7 @@ def check_accounting(profile: dict, jobs: list[dict], expected_counts: dict[str,
     for rule, count in sorted(expected_counts.items()):
         if done[rule] != count:
             problems.append(f"rule {rule}: {done[rule]} {final_state} SLURM jobs, expected {count}")
-    for rule in sorted(set(done) - set(expected_counts)):
+    for rule in sorted(set(done) - set(expected_counts) - {None}):
         problems.append(f"rule {rule}: {done[rule]} SLURM jobs not in the plan")
     for job in jobs:
         if job["rule"] is None:
@@ -200,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("base_dir")
     render.add_argument("overlay")
     render.add_argument("out_dir")
+    pre = sub.add_parser("check-profile", help="partitions and account of a profile exist (before a run)")
+    pre.add_argument("profile_dir")
     check = sub.add_parser("check-accounting", help="sacct of a run against the profile and the plan")
     check.add_argument("--profile", required=True, help="the profile directory the run used")
     check.add_argument("--plan", required=True, help="file holding the `snakemake -n` output")
@@ -220,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "check-profile":
+        profile = yaml.safe_load((Path(args.profile_dir) / "config.yaml").read_text())
+        problems = preflight(profile, sbatch_test_only)
+        for line in problems:
+            print(f"error: profile {args.profile_dir}: {line}", file=sys.stderr)
+        return 1 if problems else 0
     profile = yaml.safe_load((Path(args.profile) / "config.yaml").read_text())
     account = profile.get("default-resources", {}).get("slurm_account")
     jobs = sacct_jobs(args.since, account)

@@ -9,10 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CORES=${1:-2}
 WORK=${DEFAULT_PIPELINE_WORKDIR:-/tmp/softpick-default-pipeline}
-rm -rf "$WORK"
-mkdir -p "$WORK"
-git ls-files -z --cached --others --exclude-standard \
-    | tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "$WORK"
+bash tools/fresh_copy.sh "$WORK"
 cd "$WORK"
 export PYTHONPATH=$WORK/src${PYTHONPATH:+:$PYTHONPATH}
 jobs=$(snakemake -n 2>/dev/null | awk '$1 == "total" {print $2}')

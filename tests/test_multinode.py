@@ -1,8 +1,8 @@
 """Across nodes: two torchrun agents (one process each) meeting at one c10d rendezvous on
 localhost stand in for two SLURM nodes; they follow a one-process run's losses. The srun side
 (job node list, node-count check, rendezvous from the first node) is tested without SLURM."""
-import csv
 import importlib
+import json
 import socket
 import subprocess
 import time
@@ -11,7 +11,8 @@ import pytest
 
 from softpick_repro.io import dump_json
 from softpick_repro.train import TrainConfig, launch, train
-from softpick_repro.train.synthetic import micro_train_config, write_synthetic_shards
+from softpick_repro.train.synthetic import micro_train_config
+from train_fixtures import read_metrics as read, tokens_dir  # noqa: F401  (a fixture)
 
 launcher = importlib.import_module("softpick_repro.train.launch")
 
@@ -19,20 +20,10 @@ CFG = micro_train_config(steps=12, global_batch=8, micro_batch=2, ckpt_every=6, 
 RTOL = {"loss": 1e-5, "grad_norm": 5e-4}  # as tests/test_ddp.py: 2 ranks vs accumulation
 
 
-@pytest.fixture(scope="module")
-def tokens_dir(tmp_path_factory):
-    return write_synthetic_shards(tmp_path_factory.mktemp("data") / "tokens")
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def read(out_dir):
-    with open(out_dir / "metrics.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def agents(cfg, tmp_path, tokens_dir, endpoint, nnodes=2, timeout_s=60):
@@ -58,7 +49,7 @@ def test_two_agents_on_one_rendezvous_match_one_process(tokens_dir, tmp_path):
     for a, b in zip(one, two):
         for column, rtol in RTOL.items():
             assert float(b[column]) == pytest.approx(float(a[column]), rel=rtol, abs=0), (a["step"], column)
-    summary = __import__("json").loads((tmp_path / "out" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert (summary["world_size"], summary["accum"]) == (2, 2)
     assert float(one[-1]["loss"]) < float(one[0]["loss"]) - 0.5
 

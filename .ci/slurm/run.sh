@@ -25,10 +25,7 @@ WORK=${SLURM_CI_WORKDIR:-/tmp/softpick-slurm-run}
 sinfo -h >/dev/null || { echo "run.sh: no SLURM cluster answers (run .ci/slurm/setup.sh)" >&2; exit 1; }
 
 # A fresh copy of the checkout (tracked and not-ignored files): no results, no checkpoints.
-rm -rf "$WORK"
-mkdir -p "$WORK"
-git ls-files -z --cached --others --exclude-standard \
-    | tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "$WORK"
+bash "$REPO"/tools/fresh_copy.sh "$WORK"
 cd "$WORK"
 export PYTHONPATH=$WORK/src${PYTHONPATH:+:$PYTHONPATH}
 python -m softpick_repro.cluster render-profile profiles/slurm "$REPO/.ci/slurm/profile-overlay.yaml" .ci-profile

@@ -21,10 +21,7 @@ WORK=${SLURM_CI_TIMELIMIT_WORKDIR:-/tmp/softpick-slurm-timelimit}
 SLURM_RUN=${SLURM_CI_WORKDIR:-/tmp/softpick-slurm-run}
 
 sinfo -h >/dev/null || { echo "timelimit.sh: no SLURM cluster answers (run .ci/slurm/setup.sh)" >&2; exit 1; }
-rm -rf "$WORK"
-mkdir -p "$WORK"
-git ls-files -z --cached --others --exclude-standard \
-    | tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "$WORK"
+bash "$REPO"/tools/fresh_copy.sh "$WORK"
 cd "$WORK"
 export PYTHONPATH=$WORK/src${PYTHONPATH:+:$PYTHONPATH}
 

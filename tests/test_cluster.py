@@ -18,7 +18,7 @@ PROFILE = {"default-resources": {"slurm_account": "acct", "slurm_partition": "cp
 def job(jobid, rule, state="COMPLETED", partition="cpu", cpus="2", mem="8000M", limit="01:00:00", wc=""):
     comment = f"rule_{rule}" + (f"_wildcards_{wc}" if wc else "") if rule else ""
     return {"JobID": jobid, "State": state, "Partition": partition, "Account": "acct", "ReqCPUS": cpus,
-            "ReqMem": mem, "Timelimit": limit, "ElapsedRaw": "5", "Comment": comment,
+            "ReqMem": mem, "Timelimit": limit, "ElapsedRaw": "5", "WorkDir": "/run", "Comment": comment,
             "rule": cluster.rule_of(comment)}
 
 

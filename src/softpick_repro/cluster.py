@@ -23,7 +23,7 @@ from softpick_repro.io import atomic_write_text
 
 PLACEHOLDER = re.compile(r"<[A-Z_]+>")
 SACCT_FIELDS = ("JobID", "State", "Partition", "Account", "ReqCPUS", "ReqMem", "Timelimit",
-                "ElapsedRaw", "Comment")
+                "ElapsedRaw", "WorkDir", "Comment")
 
 
 def deep_merge(base: dict, overlay: dict) -> dict:
@@ -113,8 +113,9 @@ def rule_of(comment: str) -> str | None:
     return match.group(1) if match else None
 
 
-def sacct_jobs(since: str, account: str | None = None) -> list[dict]:
-    """Allocations (not steps) started since `since` (sacct -S syntax), one dict per job."""
+def sacct_jobs(since: str, account: str | None = None, workdir: str | Path | None = None) -> list[dict]:
+    """Allocations (not steps) since `since` (sacct -S syntax), one dict per job; only those of
+    one run when `workdir` is given (the plugin submits each job with -D <workdir>)."""
     command = ["sacct", "-X", "-n", "-P", "-S", since, "-o", ",".join(SACCT_FIELDS)]
     if account:
         command += ["-A", account]
@@ -125,7 +126,8 @@ def sacct_jobs(since: str, account: str | None = None) -> list[dict]:
         if len(values) == len(SACCT_FIELDS):
             job = dict(zip(SACCT_FIELDS, values))
             job["rule"] = rule_of(job["Comment"])
-            jobs.append(job)
+            if workdir is None or Path(job["WorkDir"]).resolve() == Path(workdir).resolve():
+                jobs.append(job)
     return jobs
 
 
@@ -244,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--profile", required=True, help="the profile directory the run used")
     check.add_argument("--plan", required=True, help="file holding the `snakemake -n` output")
     check.add_argument("--since", required=True, help="sacct -S: when the run started")
+    check.add_argument("--workdir", default=".", help="the run's working directory (default: here)")
     check.add_argument("--final-state", default="COMPLETED")
     check.add_argument("--min-timeouts", type=int, default=0, help="jobs that must have hit their limit")
     compare = sub.add_parser("compare-uninterrupted",
@@ -268,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     profile = yaml.safe_load((Path(args.profile) / "config.yaml").read_text())
     account = profile.get("default-resources", {}).get("slurm_account")
-    jobs = sacct_jobs(args.since, account)
+    jobs = sacct_jobs(args.since, account, args.workdir)
     print(accounting_table(jobs))
     problems = check_accounting(profile, jobs, plan_counts(Path(args.plan).read_text()),
                                 args.final_state, args.min_timeouts)

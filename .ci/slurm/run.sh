@@ -32,6 +32,7 @@ python -m softpick_repro.cluster render-profile profiles/slurm "$REPO/.ci/slurm/
 python -m softpick_repro.cluster check-profile .ci-profile
 
 snakemake -n --configfile "${CONFIGS[@]}" >plan.txt
+echo "${CONFIGS[*]}" >.ci-configs   # lets timelimit.sh reuse the token shards of the same config
 since=$(date +%Y-%m-%dT%H:%M:%S)
 start=$(date +%s)
 snakemake --profile .ci-profile --configfile "${CONFIGS[@]}"

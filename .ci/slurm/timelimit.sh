@@ -8,9 +8,11 @@
 #
 # The job gets a 2-minute limit and sleeps 4 s after each step (the trainer's test hook
 # SOFTPICK_REPRO_TEST_STEP_SLEEP) so that its 30 steps need over two minutes after the job's
-# start-up (Snakemake + imports: ~10-50 s, more on a loaded machine); checkpoints every 2 steps.
-# The shipped profile's 3 retries leave room for two more kills than the one expected. Runs in a fresh copy of the checkout (SLURM_CI_TIMELIMIT_WORKDIR); token shards are
-# taken from the SLURM run's copy when it has them (SLURM_CI_WORKDIR), else built locally.
+# start-up (Snakemake + imports took up to ~70 s on a loaded 2-core machine); checkpoints every
+# 2 steps. The shipped profile's 3 retries suffice: a run there was killed twice (the second
+# time after training had finished but before the job ended) and completed on the third attempt.
+# Runs in a fresh copy of the checkout (SLURM_CI_TIMELIMIT_WORKDIR); token shards are taken
+# from the SLURM run's copy (SLURM_CI_WORKDIR) when it ran the same configs, else built locally.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -37,7 +39,7 @@ python -m softpick_repro.cluster render-profile .ci-profile timelimit-profile.ya
 CONFIGS+=(timelimit-config.yaml)
 target=results/$RUN/train/summary.json
 
-if [[ -f $SLURM_RUN/results/data/tokens/manifest.json ]]; then
+if [[ -f $SLURM_RUN/results/data/tokens/manifest.json && $(cat "$SLURM_RUN/.ci-configs" 2>/dev/null) == "${CONFIGS[*]:0:${#CONFIGS[@]}-1}" ]]; then
     mkdir -p results && cp -a "$SLURM_RUN/results/data" results/
 fi
 snakemake --cores 2 results/data/tokens/manifest.json --quiet --configfile "${CONFIGS[@]}"

@@ -1,11 +1,11 @@
 """Data parallelism: `torchrun --nproc_per_node 2` (gloo, CPU) follows the loss curve of one
 process with the same global batch; an indivisible global batch is refused before launch."""
-import csv
 
 import pytest
 
 from softpick_repro.train import launch, train
-from softpick_repro.train.synthetic import micro_train_config, write_synthetic_shards
+from softpick_repro.train.synthetic import micro_train_config
+from train_fixtures import read_metrics as read, tokens_dir  # noqa: F401  (a fixture)
 
 # Global batch 8: one process runs 4 micro-steps of 2, each of two processes runs 2 of 2.
 CFG = micro_train_config(steps=12, global_batch=8, micro_batch=2, ckpt_every=6, val_every=6)
@@ -13,16 +13,6 @@ CFG = micro_train_config(steps=12, global_batch=8, micro_batch=2, ckpt_every=6, 
 # 2e-6 relative on the loss and 4e-5 on the (more sensitive) grad norm after 12 steps;
 # feeding a rank the wrong data moves the loss by ~1e-2.
 RTOL = {"loss": 1e-5, "grad_norm": 5e-4, "lr": 0.0}
-
-
-@pytest.fixture(scope="module")
-def tokens_dir(tmp_path_factory):
-    return write_synthetic_shards(tmp_path_factory.mktemp("data") / "tokens")
-
-
-def read(out_dir):
-    with open(out_dir / "metrics.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_two_processes_match_one_process(tokens_dir, tmp_path):

@@ -5,6 +5,15 @@
 # trains afresh under a new key and the previous run stays under its own.
 
 
+def multinode_resources(train):
+    """Across nodes (train.nodes > 1): the job's nodes, one task per node (its torchrun agent),
+    and the executor plugin's `mpi` resource, which makes the plugin run the job script in the
+    batch step instead of inside its own `srun -n1` (softpick_repro.train.launch starts one
+    agent per node with srun). Nothing for one node."""
+    nodes = train.get("nodes", 1)
+    return {"nodes": nodes, "tasks": nodes, "mpi": "torchrun"} if nodes > 1 else {}
+
+
 rule pretrain:
     input:
         manifest="results/data/tokens/manifest.json",
@@ -27,6 +36,7 @@ rule pretrain:
         mem_mb=lambda wc, threads: 4000 + 2000 * threads,
         runtime=lambda wc: 60 if config["device"] == "cpu" else 72 * 60,
         gpu=train_gpus,
+        **multinode_resources(config["train"]),
     conda:
         "../../envs/softpick.yaml"
     script:

@@ -44,14 +44,18 @@ class TrainConfig:
     activation_checkpointing: bool = False   # recompute each decoder layer in the backward
     device: str = "auto"                 # auto | cpu | cuda
     threads: int | None = None           # CPU intra-op threads per process (None: torch's default)
-    processes: int = 1                   # data-parallel processes; launch() uses torchrun when > 1
+    processes: int = 1                   # data-parallel processes per node; launch() uses torchrun when > 1
+    parallel: str = "ddp"                # ddp (replicated weights) | fsdp (FSDP2: sharded weights/grads/optimizer)
+    nodes: int = 1                       # nodes of a SLURM job; > 1 starts one torchrun per node (launch)
+    rendezvous_timeout_s: int = 300      # multi-node: how long torchrun waits for every node to join
+    tensorboard: bool = False            # also log to <ckpt_dir>/tensorboard (process 0 only)
     log_every: int = 0                   # log a text line every N steps; 0 = about 20 lines
     model_overrides: dict[str, Any] = field(default_factory=dict)   # passed to build_config
 
     # Fields that do not change the trajectory of the weights: a resumed run may differ here.
     RESUME_FREE = ("stop_at_step", "ckpt_every", "keep_steps", "val_every", "val_batches",
                    "max_consecutive_skips", "compile", "activation_checkpointing", "device", "threads", "processes",
-                   "log_every", "micro_batch")
+                   "log_every", "micro_batch", "nodes", "rendezvous_timeout_s", "tensorboard")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -82,7 +86,7 @@ class TrainConfig:
             return TrainConfigError(name, f"training config: {msg}")
 
         for name in ("seq_len", "global_batch", "micro_batch", "steps", "ckpt_every",
-                     "val_batches", "max_consecutive_skips", "processes"):
+                     "val_batches", "max_consecutive_skips", "processes", "nodes", "rendezvous_timeout_s"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "min_lr_ratio", "adam_eps", "weight_decay", "grad_clip"):
@@ -102,6 +106,8 @@ class TrainConfig:
                                     f"(the last step of this run)")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise bad("precision", f"precision must be auto|fp32|bf16, got {self.precision!r}")
+        if self.parallel not in ("ddp", "fsdp"):
+            raise bad("parallel", f"parallel must be ddp|fsdp, got {self.parallel!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise bad("device", f"device must be auto|cpu|cuda, got {self.device!r}")
         per_step = self.micro_batch * world_size
@@ -114,5 +120,8 @@ class TrainConfig:
 
 
 def trajectory(cfg_dict: dict) -> dict:
-    """The settings that decide the weights' trajectory (must match to resume)."""
-    return {k: v for k, v in cfg_dict.items() if k not in TrainConfig.RESUME_FREE}
+    """The settings that decide the weights' trajectory (must match to resume); a field that a
+    checkpoint written before it existed lacks counts as its default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                if f.default is not dataclasses.MISSING}
+    return {k: v for k, v in {**defaults, **cfg_dict}.items() if k not in TrainConfig.RESUME_FREE}

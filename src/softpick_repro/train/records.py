@@ -67,11 +67,34 @@ class MetricsCSV:
             self.handle = None
 
 
-def save_snapshot(model, path: Path, metadata: dict) -> None:
-    """Model weights + JSON metadata as one safetensors file, written atomically."""
+def save_snapshot(state: dict, path: Path, metadata: dict) -> None:
+    """Model weights (a state dict) + JSON metadata as one safetensors file, written atomically."""
     from softpick_repro.integrity import save_safetensors
 
     path.parent.mkdir(parents=True, exist_ok=True)
     # safetensors metadata is str -> str: every value but the format tag is JSON text.
     meta = {key: value if key == "format" else json.dumps(value) for key, value in metadata.items()}
-    save_safetensors(model.state_dict(), path, meta)
+    save_safetensors(state, path, meta)
+
+
+def compare_weight_files(got_dir: Path, want_dir: Path) -> list[str]:
+    """Differences between two weights/ directories, tensor by tensor (exact equality)."""
+    from safetensors.torch import load_file
+
+    import torch
+
+    got_dir, want_dir = Path(got_dir), Path(want_dir)
+    names = sorted(p.name for p in want_dir.glob("*.safetensors"))
+    problems = [] if names else [f"no weight files in {want_dir}"]
+    for name in names:
+        if not (got_dir / name).exists():
+            problems.append(f"{got_dir / name} is missing")
+            continue
+        got, want = load_file(str(got_dir / name)), load_file(str(want_dir / name))
+        if set(got) != set(want):
+            problems.append(f"{name}: tensor names differ ({sorted(set(got) ^ set(want))})")
+            continue
+        unequal = [k for k in want if not torch.equal(got[k], want[k])]
+        if unequal:
+            problems.append(f"{name}: {len(unequal)} of {len(want)} tensors differ, e.g. {unequal[0]}")
+    return problems

@@ -15,6 +15,13 @@ Conventions
   the declared outputs in `out_dir` are published only once the run is complete, and
   hard-linked into `ckpt_dir/published/` (see `rundirs`: they survive a retrain with other
   settings).
+- `parallel: fsdp` shards parameters, gradients and optimizer state over the processes with
+  FSDP2 (`torch.distributed.fsdp.fully_shard`, each decoder layer and then the whole model).
+  Its checkpoint is a gathered (full, unsharded) state dict in the same checkpoint.pt, written
+  by process 0: the model entries are the same as DDP's, the optimizer state is keyed by
+  parameter name (torch.distributed.checkpoint.state_dict) rather than by index, so a run
+  resumes under the mode it was started with (`parallel` is part of the trajectory) on any
+  number of processes that divides the global batch.
 
 Test hooks (environment variables, read once per run):
 `SOFTPICK_REPRO_TEST_NAN_STEPS="3,4"` multiplies the loss of those steps by NaN;
@@ -129,6 +136,12 @@ class _Run:
         if self.device.type == "cpu" and cfg.threads:
             torch.set_num_threads(int(cfg.threads))
         self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+        if cfg.tensorboard:
+            try:
+                import tensorboard  # noqa: F401  (torch.utils.tensorboard needs it)
+            except ImportError as err:
+                raise RuntimeError("training config: tensorboard is true but the tensorboard package "
+                                   "is not installed (pip install -e '.[tensorboard]')") from err
         self.nan_steps = _env_steps(_NAN_ENV)
         self.sleep = float(os.environ.get(_SLEEP_ENV, "0") or 0)
 
@@ -162,6 +175,14 @@ class _Run:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model.train()
         self.n_params = sum(p.numel() for p in self.model.parameters())
+        self.fsdp = cfg.parallel == "fsdp" and self.dist.world_size > 1
+        if self.fsdp:
+            # before the optimizer: FSDP2 replaces the parameters by sharded DTensors
+            from torch.distributed.fsdp import fully_shard
+
+            for layer in self.model.model.layers:
+                fully_shard(layer)
+            fully_shard(self.model)
         fused = self.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
@@ -171,7 +192,7 @@ class _Run:
 
     def _wrap_model(self) -> None:
         self.forward_model, self.ddp = self.model, None
-        if self.dist.world_size > 1:
+        if self.dist.world_size > 1 and not self.fsdp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -211,8 +232,16 @@ class _Run:
                 f"checkpoint {path} is at step {state['step']}, past this run's last step "
                 f"{self.cfg.last_step}")
         try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            if self.fsdp:
+                from torch.distributed.checkpoint.state_dict import (set_model_state_dict,
+                                                                     set_optimizer_state_dict)
+
+                set_model_state_dict(self.model, state["model"], options=self._full_options())
+                set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"],
+                                         options=self._full_options())
+            else:
+                self.model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
         except (RuntimeError, ValueError, KeyError) as err:
             raise ckpt.CheckpointError(f"checkpoint {path} does not fit this model: {err}") from err
@@ -246,6 +275,28 @@ class _Run:
                 tensor /= self.dist.world_size
         return tensor
 
+    @staticmethod
+    def _full_options():
+        from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+        return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+    def _model_state(self) -> dict:
+        """The model's full state dict (under FSDP a collective: every process must call it;
+        process 0 gets the tensors)."""
+        if not self.fsdp:
+            return self.model.state_dict()
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        return get_model_state_dict(self.model, options=self._full_options())
+
+    def _optimizer_state(self) -> dict:
+        if not self.fsdp:
+            return self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        return get_optimizer_state_dict(self.model, self.optimizer, options=self._full_options())
+
     def _autocast(self):
         if self.bf16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
@@ -263,12 +314,18 @@ class _Run:
         """Mean token loss on the first val_batches * micro_batch validation windows."""
         count = min(self.cfg.val_batches * self.cfg.micro_batch, self.val_windows.num_windows)
         mine = np.arange(count)[self.dist.rank::self.dist.world_size]
+        # Every process runs as many forwards as process 0 (FSDP's forward is a collective);
+        # one whose share ran out repeats window 0 and does not count it.
+        most = len(np.arange(count)[0::self.dist.world_size])
         self.model.eval()
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for start in range(0, len(mine), self.cfg.micro_batch):
-            batch = self.val_windows.batch(mine[start:start + self.cfg.micro_batch]).to(self.device)
-            total[0] += self._loss(self.model, batch, reduction="sum").double()
-            total[1] += batch[:, 1:].numel()
+        for start in range(0, most, self.cfg.micro_batch):
+            ids = mine[start:start + self.cfg.micro_batch]
+            batch = self.val_windows.batch(ids if len(ids) else np.zeros(1, dtype=np.int64)).to(self.device)
+            loss = self._loss(self.model, batch, reduction="sum").double()
+            if len(ids):
+                total[0] += loss
+                total[1] += batch[:, 1:].numel()
         self.model.train()
         self._all_reduce(total, op="sum")
         return float(total[0] / total[1])
@@ -281,11 +338,12 @@ class _Run:
                 "config_hash": config_hash(self.cfg.to_dict()), "n_params": self.n_params}
 
     def _save_checkpoint(self) -> None:
+        model_state, optimizer_state = self._model_state(), self._optimizer_state()
         if self.dist.is_main:
             self.metrics.sync()
             ckpt.save_checkpoint(self.ckpt_dir, {
                 "format_version": ckpt.FORMAT_VERSION, "step": self.step,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model": model_state, "optimizer": optimizer_state,
                 "scheduler": self.scheduler.state_dict(), "rng": ckpt.capture_rng(),
                 "data_position": self.step * self.cfg.global_batch, "metrics_rows": self.step,
                 "train_config": self.cfg.to_dict(), "skipped_total": self.skipped_total,
@@ -306,9 +364,11 @@ class _Run:
                                       self.accum, self.dist.world_size, self.dist.rank, micro)
             batch = self.train_windows.batch(self.order.windows(start, count))
             batch = batch.to(self.device, non_blocking=True)
-            # DDP all-reduces gradients only on the last micro-step of the accumulation.
-            sync_now = self.ddp is None or micro == self.accum - 1
-            guard = contextlib.nullcontext() if sync_now else self.ddp.no_sync()
+            # DDP all-reduces (FSDP reduce-scatters) gradients only on the last micro-step.
+            last = micro == self.accum - 1
+            if self.fsdp:
+                self.model.set_requires_gradient_sync(last)
+            guard = contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync()
             with guard:
                 loss = self._loss(self.forward_model, batch)
                 if inject_nan:
@@ -317,6 +377,8 @@ class _Run:
             loss_sum += loss.detach()
         loss_mean = self._all_reduce(loss_sum / self.accum)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor of the global norm
+            grad_norm = grad_norm.full_tensor()
         finite = bool(torch.isfinite(grad_norm))
         if finite:
             self.optimizer.step()
@@ -339,6 +401,12 @@ class _Run:
         log_every = cfg.log_every or max(1, cfg.last_step // 20)
         keep = set(cfg.keep_steps)
         snap_dir = self.ckpt_dir / "snapshots"
+        board = None
+        if cfg.tensorboard and self.dist.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step: a resumed run drops the events logged after its checkpoint
+            board = SummaryWriter(str(self.ckpt_dir / "tensorboard"), purge_step=self.step + 1)
         bar = None
         if self.dist.is_main and self.progress:
             from tqdm.auto import tqdm
@@ -365,6 +433,11 @@ class _Run:
                         "loss": fmt(loss), "grad_norm": fmt(gnorm), "lr": fmt(lr),
                         "tokens_per_s": f"{tok_s:.1f}", "skipped": str(int(skipped)),
                         "val_loss": fmt(val)})
+                    if board is not None:
+                        for name, value in (("train/loss", loss), ("train/lr", lr), ("train/grad_norm", gnorm),
+                                            ("train/tokens_per_s", tok_s), ("val/loss", val)):
+                            if value is not None and math.isfinite(value):
+                                board.add_scalar(name, value, self.step)
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_s:,.0f}", refresh=False)
@@ -375,9 +448,11 @@ class _Run:
                                  f" val_loss {val:.4f}" if val is not None else "")
                 if self.consecutive >= cfg.max_consecutive_skips:
                     self._abort()
-                if self.step in keep and self.dist.is_main:
-                    save_snapshot(self.model, snap_dir / f"step_{self.step}.safetensors",
-                                  self._snapshot_meta())
+                if self.step in keep:
+                    state = self._model_state()
+                    if self.dist.is_main:
+                        save_snapshot(state, snap_dir / f"step_{self.step}.safetensors",
+                                      self._snapshot_meta())
                 if self.step % cfg.ckpt_every == 0 or self.step == cfg.last_step:
                     if self.consecutive == 0:
                         self._save_checkpoint()
@@ -387,12 +462,15 @@ class _Run:
                 if self.sleep:
                     time.sleep(self.sleep)
         finally:
+            if board is not None:
+                board.close()
             if bar is not None:
                 bar.close()
             self.metrics.close()
         summary = self._summary()
+        final_state = self._model_state() if self.out_dir is not None else None
         if self.dist.is_main and self.out_dir is not None:
-            self._publish(summary, snap_dir)
+            self._publish(summary, snap_dir, final_state)
         self._barrier()
         return summary
 
@@ -432,7 +510,7 @@ class _Run:
             "resumed_from_steps": self.resumed_from, "train_config": self.cfg.to_dict(),
         }
 
-    def _publish(self, summary: dict, snap_dir: Path) -> None:
+    def _publish(self, summary: dict, snap_dir: Path, final_state: dict) -> None:
         out = self.out_dir
         (out / "weights").mkdir(parents=True, exist_ok=True)
         for k in sorted(self.cfg.keep_steps):
@@ -442,7 +520,7 @@ class _Run:
             tmp = out / "weights" / f".step_{k}.safetensors.tmp"
             shutil.copyfile(src, tmp)
             os.replace(tmp, out / "weights" / f"step_{k}.safetensors")
-        save_snapshot(self.model, out / "weights" / "final.safetensors", self._snapshot_meta())
+        save_snapshot(final_state, out / "weights" / "final.safetensors", self._snapshot_meta())
         atomic_write_text(out / "metrics.csv", self.metrics.path.read_text())
         dump_json({**summary, "provenance": provenance(self.cfg.to_dict())}, out / "summary.json")
         # a copy Snakemake's clean-up before a rerun with other settings does not reach

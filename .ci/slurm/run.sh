@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Run the pipeline through `--profile profiles/slurm` on the CI cluster (.ci/slurm/setup.sh),
+# then check SLURM's accounting and compare the tables with a local run of the same config.
+#
+#   bash .ci/slurm/run.sh LOCAL_RUN_DIR [CONFIGFILE ...]     (default config/smoke.yaml)
+#
+# LOCAL_RUN_DIR holds a finished local run of the same configs (results/tables/); tests/run_all.sh
+# leaves one in the checkout for config/smoke.yaml. The SLURM run happens in a fresh copy of the
+# checkout's files (SLURM_CI_WORKDIR, default /tmp/softpick-slurm-run), so it shares nothing with
+# the local run. Checks, each fatal:
+#   1. every job of the plan was submitted with sbatch and COMPLETED once (sacct, by rule);
+#   2. partition, account, CPUs, memory and time limit in sacct are what the profile sets per rule;
+#   3. every table (results/tables/*.csv, *.md) equals the local run's byte for byte, i.e. to the
+#      printed decimals.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+LOCAL=$(cd "${1:?usage: run.sh LOCAL_RUN_DIR [CONFIGFILE ...]}" && pwd)
+shift
+CONFIGS=("$@")
+[[ ${#CONFIGS[@]} -gt 0 ]] || CONFIGS=(config/smoke.yaml)
+WORK=${SLURM_CI_WORKDIR:-/tmp/softpick-slurm-run}
+
+[[ -d $LOCAL/results/tables ]] || { echo "run.sh: no local run in $LOCAL (results/tables missing)" >&2; exit 1; }
+sinfo -h >/dev/null || { echo "run.sh: no SLURM cluster answers (run .ci/slurm/setup.sh)" >&2; exit 1; }
+
+# A fresh copy of the checkout (tracked and not-ignored files): no results, no checkpoints.
+bash "$REPO"/tools/fresh_copy.sh "$WORK"
+cd "$WORK"
+export PYTHONPATH=$WORK/src${PYTHONPATH:+:$PYTHONPATH}
+python -m softpick_repro.cluster render-profile profiles/slurm "$REPO/.ci/slurm/profile-overlay.yaml" .ci-profile
+python -m softpick_repro.cluster check-profile .ci-profile
+
+snakemake -n --configfile "${CONFIGS[@]}" >plan.txt
+echo "${CONFIGS[*]}" >.ci-configs   # lets timelimit.sh reuse the token shards of the same config
+since=$(date +%Y-%m-%dT%H:%M:%S)
+start=$(date +%s)
+snakemake --profile .ci-profile --configfile "${CONFIGS[@]}"
+echo "SLURM pipeline wall time: $(( $(date +%s) - start )) s (${CONFIGS[*]})"
+
+python -m softpick_repro.cluster check-accounting --profile .ci-profile --plan plan.txt --since "$since"
+
+status=0
+compared=0
+for local_table in "$LOCAL"/results/tables/*.csv "$LOCAL"/results/tables/*.md; do
+    name=${local_table#"$LOCAL"/}
+    compared=$((compared + 1))
+    if ! cmp -s "$local_table" "$WORK/$name"; then
+        echo "error: $name differs between the local and the SLURM run:" >&2
+        diff "$local_table" "$WORK/$name" | head -5 >&2 || true
+        status=1
+    fi
+done
+echo "tables compared with the local run in $LOCAL: $compared, differing: $([[ $status == 0 ]] && echo 0 || echo some)"
+exit $status

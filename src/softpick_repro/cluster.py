@@ -1,0 +1,285 @@
+"""SLURM glue that is not Snakemake's: a profile overlay for a given site, and reading back
+what SLURM's accounting recorded for a run (`python -m softpick_repro.cluster --help`).
+
+- `render_profile`: the shipped `profiles/slurm/config.yaml` deep-merged with a site overlay
+  (dicts merge key by key, anything else is replaced), refused while a `<PLACEHOLDER>` is left.
+  CI uses it with `.ci/slurm/profile-overlay.yaml`; a site may too.
+- `sacct_jobs` / `check_accounting`: every job of a run as `sacct` saw it, checked against the
+  profile: each rule's job count, the final state, and for the rules the profile sets
+  resources for, partition, account, CPUs, memory and time limit.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from softpick_repro.io import atomic_write_text
+
+PLACEHOLDER = re.compile(r"<[A-Z_]+>")
+SACCT_FIELDS = ("JobID", "State", "Partition", "Account", "ReqCPUS", "ReqMem", "Timelimit",
+                "ElapsedRaw", "WorkDir", "Comment")
+
+
+def deep_merge(base: dict, overlay: dict) -> dict:
+    """`overlay` over `base`: nested dicts merge, every other value is replaced."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def placeholders(value, path: str = "") -> list[str]:
+    """'key.path: <NAME>' for each placeholder string left in a profile."""
+    if isinstance(value, dict):
+        return [hit for k, v in value.items() for hit in placeholders(v, f"{path}{k}.")]
+    if isinstance(value, str) and PLACEHOLDER.search(value):
+        return [f"{path.rstrip('.')}: {value}"]
+    return []
+
+
+def render_profile(base_dir: str | Path, overlay_file: str | Path, out_dir: str | Path) -> dict:
+    """Write `out_dir/config.yaml` = the profile in `base_dir` with the overlay applied."""
+    base = yaml.safe_load((Path(base_dir) / "config.yaml").read_text())
+    overlay = yaml.safe_load(Path(overlay_file).read_text()) or {}
+    merged = deep_merge(base, overlay)
+    left = placeholders(merged)
+    if left:
+        raise ValueError(f"profile overlay {overlay_file} leaves placeholders: {'; '.join(left)}")
+    header = f"# generated from {base_dir}/config.yaml + {overlay_file} (softpick_repro.cluster)\n"
+    atomic_write_text(Path(out_dir) / "config.yaml", header + yaml.safe_dump(merged, sort_keys=False))
+    return merged
+
+
+def profile_partitions(profile: dict) -> dict[str, list[str]]:
+    """partition -> the rules (or 'default') that the profile sends there."""
+    where = {}
+    default = profile.get("default-resources", {}).get("slurm_partition")
+    if default:
+        where.setdefault(str(default), []).append("default")
+    for rule, res in (profile.get("set-resources") or {}).items():
+        if (res or {}).get("slurm_partition"):
+            where.setdefault(str(res["slurm_partition"]), []).append(rule)
+    return where
+
+
+def preflight(profile: dict, sbatch_test) -> list[str]:
+    """One line per partition of the profile that sbatch refuses with the profile's account,
+    checked before the run (the executor plugin would report sbatch's error only when a job of
+    that partition is first submitted, inside a long message). `sbatch_test(partition, account)`
+    returns sbatch's error, or None when it accepts."""
+    account = profile.get("default-resources", {}).get("slurm_account")
+    problems = []
+    for name, rules in sorted(profile_partitions(profile).items()):
+        error = sbatch_test(name, account)
+        if error:
+            problems.append(f"partition {name!r} (for {', '.join(rules)}), account {account!r}: {error}")
+    return problems
+
+
+def sbatch_test_only(partition: str, account: str | None) -> str | None:
+    """`sbatch --test-only` (validates, submits nothing): its last error line, or None."""
+    command = ["sbatch", "--test-only", "-p", partition, "-t", "1", "--wrap", "true"]
+    if account:
+        command[2:2] = ["-A", str(account)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode == 0:
+        return None
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else f"sbatch exited {result.returncode}"
+
+
+def minutes(timelimit: str) -> int:
+    """sacct's Timelimit ([D-]HH:MM:SS or MM:SS) in whole minutes."""
+    days, _, clock = timelimit.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    hours, mins, secs = parts
+    return (int(days or 0) * 24 + hours) * 60 + mins + (1 if secs else 0)
+
+
+def rule_of(comment: str) -> str | None:
+    """The rule name in the executor plugin's job comment `rule_<name>[_wildcards_...]`."""
+    match = re.match(r"rule_(.+?)(?:_wildcards_.*)?$", comment or "")
+    return match.group(1) if match else None
+
+
+def sacct_jobs(since: str, account: str | None = None, workdir: str | Path | None = None) -> list[dict]:
+    """Allocations (not steps) since `since` (sacct -S syntax), one dict per job; only those of
+    one run when `workdir` is given (the plugin submits each job with -D <workdir>)."""
+    command = ["sacct", "-X", "-n", "-P", "-S", since, "-o", ",".join(SACCT_FIELDS)]
+    if account:
+        command += ["-A", account]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    jobs = []
+    for line in out.splitlines():
+        values = line.split("|", len(SACCT_FIELDS) - 1)
+        if len(values) == len(SACCT_FIELDS):
+            job = dict(zip(SACCT_FIELDS, values))
+            job["rule"] = rule_of(job["Comment"])
+            if workdir is None or Path(job["WorkDir"]).resolve() == Path(workdir).resolve():
+                jobs.append(job)
+    return jobs
+
+
+def expected_resources(profile: dict, rule: str) -> dict:
+    """What the profile fixes for a rule's jobs: partition and account always, CPUs, memory
+    and minutes where set-resources names the rule (else the rule's own resources decide)."""
+    default = profile.get("default-resources", {})
+    own = profile.get("set-resources", {}).get(rule)
+    merged = {**default, **(own or {})}
+    want = {"Partition": merged.get("slurm_partition"), "Account": merged.get("slurm_account")}
+    if own is not None:
+        want.update({"ReqCPUS": merged.get("cpus_per_task"), "ReqMem": merged.get("mem_mb"),
+                     "Timelimit": merged.get("runtime")})
+    return {k: v for k, v in want.items() if v is not None}
+
+
+def check_accounting(profile: dict, jobs: list[dict], expected_counts: dict[str, int],
+                     final_state: str = "COMPLETED", min_timeouts: int = 0) -> list[str]:
+    """Problems found (empty = the run is as the profile says): one line each."""
+    problems = []
+    timeouts = sum(j["State"].split()[0] == "TIMEOUT" for j in jobs)
+    if timeouts < min_timeouts:
+        problems.append(f"{timeouts} SLURM jobs ended in TIMEOUT, expected at least {min_timeouts}")
+    done = Counter(j["rule"] for j in jobs if j["State"].split()[0] == final_state)
+    for rule, count in sorted(expected_counts.items()):
+        if done[rule] != count:
+            problems.append(f"rule {rule}: {done[rule]} {final_state} SLURM jobs, expected {count}")
+    for rule in sorted(set(done) - set(expected_counts) - {None}):
+        problems.append(f"rule {rule}: {done[rule]} SLURM jobs not in the plan")
+    for job in jobs:
+        if job["rule"] is None:
+            problems.append(f"job {job['JobID']}: no Snakemake rule in its comment {job['Comment']!r}")
+            continue
+        for field, want in expected_resources(profile, job["rule"]).items():
+            got = job[field]
+            if field == "ReqMem":
+                got = int(re.match(r"(\d+)", got).group(1)) if re.match(r"\d+", got) else got
+            elif field == "Timelimit":
+                got = minutes(got)
+            elif field == "ReqCPUS":
+                got = int(got)
+            if str(got) != str(want):
+                problems.append(f"job {job['JobID']} (rule {job['rule']}): {field} {got}, "
+                                f"the profile says {want}")
+    return problems
+
+
+def accounting_table(jobs: list[dict]) -> str:
+    """Per rule: jobs, states, partition, CPUs, memory, time limit, summed elapsed seconds."""
+    rows = {}
+    for job in jobs:
+        row = rows.setdefault(job["rule"], {"jobs": 0, "states": Counter(), "elapsed": 0,
+                                            "res": set()})
+        row["jobs"] += 1
+        row["states"][job["State"].split()[0]] += 1
+        row["elapsed"] += int(job["ElapsedRaw"] or 0)
+        row["res"].add(f"{job['Partition']} {job['ReqCPUS']} CPU {job['ReqMem']} {job['Timelimit']}")
+    lines = [f"{'rule':<34} {'jobs':>4}  {'states':<26} {'elapsed s':>9}  partition/CPUs/mem/limit"]
+    for rule in sorted(rows, key=str):
+        row = rows[rule]
+        states = ",".join(f"{s}:{n}" for s, n in sorted(row["states"].items()))
+        lines.append(f"{str(rule):<34} {row['jobs']:>4}  {states:<26} {row['elapsed']:>9}  "
+                     f"{'; '.join(sorted(row['res']))}")
+    return "\n".join(lines)
+
+
+def plan_counts(dry_run_output: str) -> dict[str, int]:
+    """Jobs per rule from the 'Job stats' table of `snakemake -n` (rule `all` and the total
+    left out: `all` is a local rule, never submitted)."""
+    counts, in_table = {}, False
+    for line in dry_run_output.splitlines():
+        if line.startswith("Job stats"):
+            in_table = True
+            continue
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip()) if in_table else None
+        if match:
+            counts[match.group(1)] = int(match.group(2))
+        elif in_table and counts and not line.strip():
+            break
+    counts.pop("total", None)
+    counts.pop("all", None)
+    return counts
+
+
+def _compare_uninterrupted(run_dir: Path, tokens_dir: Path) -> int:
+    import tempfile
+
+    from softpick_repro.io import load_json
+    from softpick_repro.train import compare_weight_files, train
+
+    summary = load_json(run_dir / "summary.json")
+    print(f"{run_dir}: resumed at steps {summary['resumed_from_steps']}")
+    with tempfile.TemporaryDirectory() as scratch:
+        train(summary["train_config"], tokens_dir=tokens_dir, ckpt_dir=Path(scratch) / "ckpt",
+              out_dir=Path(scratch) / "out", progress=False)
+        problems = compare_weight_files(run_dir / "weights", Path(scratch) / "out" / "weights")
+    if not summary["resumed_from_steps"]:
+        problems.append("the run was never resumed: it proves nothing about resuming")
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    if not problems:
+        print(f"{run_dir}: every tensor of weights/*.safetensors equals the uninterrupted run's")
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m softpick_repro.cluster", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    render = sub.add_parser("render-profile", help="profile + overlay -> a profile directory")
+    render.add_argument("base_dir")
+    render.add_argument("overlay")
+    render.add_argument("out_dir")
+    pre = sub.add_parser("check-profile", help="partitions and account of a profile exist (before a run)")
+    pre.add_argument("profile_dir")
+    check = sub.add_parser("check-accounting", help="sacct of a run against the profile and the plan")
+    check.add_argument("--profile", required=True, help="the profile directory the run used")
+    check.add_argument("--plan", required=True, help="file holding the `snakemake -n` output")
+    check.add_argument("--since", required=True, help="sacct -S: when the run started")
+    check.add_argument("--workdir", default=".", help="the run's working directory (default: here)")
+    check.add_argument("--final-state", default="COMPLETED")
+    check.add_argument("--min-timeouts", type=int, default=0, help="jobs that must have hit their limit")
+    compare = sub.add_parser("compare-uninterrupted",
+                             help="retrain a finished run without interruption, compare its weights")
+    compare.add_argument("run_dir", help="results/{size}/{arm}/train of the finished run")
+    compare.add_argument("tokens_dir")
+    args = parser.parse_args(argv)
+    if args.command == "compare-uninterrupted":
+        return _compare_uninterrupted(Path(args.run_dir), Path(args.tokens_dir))
+    if args.command == "render-profile":
+        try:
+            render_profile(args.base_dir, args.overlay, args.out_dir)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "check-profile":
+        profile = yaml.safe_load((Path(args.profile_dir) / "config.yaml").read_text())
+        problems = preflight(profile, sbatch_test_only)
+        for line in problems:
+            print(f"error: profile {args.profile_dir}: {line}", file=sys.stderr)
+        return 1 if problems else 0
+    profile = yaml.safe_load((Path(args.profile) / "config.yaml").read_text())
+    account = profile.get("default-resources", {}).get("slurm_account")
+    jobs = sacct_jobs(args.since, account, args.workdir)
+    print(accounting_table(jobs))
+    problems = check_accounting(profile, jobs, plan_counts(Path(args.plan).read_text()),
+                                args.final_state, args.min_timeouts)
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    print(f"{len(jobs)} SLURM jobs, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

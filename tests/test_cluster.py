@@ -1,0 +1,93 @@
+"""softpick_repro.cluster: the CI profile overlay, reading SLURM accounting back against the
+profile and the plan, and the pre-run check of partitions/accounts (sbatch --test-only)."""
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from softpick_repro import cluster
+from softpick_repro.config import REPO_ROOT
+
+PROFILE = {"default-resources": {"slurm_account": "acct", "slurm_partition": "cpu", "cpus_per_task": 2,
+                                 "mem_mb": 8000, "runtime": 60},
+           "set-resources": {"pretrain": {"slurm_partition": "gpu", "cpus_per_task": 4, "mem_mb": 3000,
+                                          "runtime": 90}}}
+
+
+def job(jobid, rule, state="COMPLETED", partition="cpu", cpus="2", mem="8000M", limit="01:00:00", wc=""):
+    comment = f"rule_{rule}" + (f"_wildcards_{wc}" if wc else "") if rule else ""
+    return {"JobID": jobid, "State": state, "Partition": partition, "Account": "acct", "ReqCPUS": cpus,
+            "ReqMem": mem, "Timelimit": limit, "ElapsedRaw": "5", "WorkDir": "/run", "Comment": comment,
+            "rule": cluster.rule_of(comment)}
+
+
+def test_shipped_profile_plus_ci_overlay_fills_every_placeholder(tmp_path):
+    merged = cluster.render_profile(REPO_ROOT / "profiles/slurm", REPO_ROOT / ".ci/slurm/profile-overlay.yaml",
+                                    tmp_path)
+    assert cluster.placeholders(yaml.safe_load((tmp_path / "config.yaml").read_text())) == []
+    assert merged["retries"] == 3 and merged["executor"] == "slurm"  # kept from the shipped profile
+    assert merged["set-resources"]["pretrain"]["slurm_partition"] == "gpu"
+    shipped = yaml.safe_load((REPO_ROOT / "profiles/slurm/config.yaml").read_text())
+    assert "<ACCOUNT>" in shipped["default-resources"]["slurm_account"]  # the shipped one keeps them
+    assert "nodes" not in shipped["set-resources"]["pretrain"]  # train.nodes decides, through the rule
+
+
+def test_an_overlay_that_leaves_a_placeholder_is_refused(tmp_path):
+    (tmp_path / "overlay.yaml").write_text("default-resources: {slurm_account: me}\n")
+    with pytest.raises(ValueError, match=r"leaves placeholders: default-resources.slurm_partition: <CPU_PARTITION>"):
+        cluster.render_profile(REPO_ROOT / "profiles/slurm", tmp_path / "overlay.yaml", tmp_path / "out")
+    assert not (tmp_path / "out" / "config.yaml").exists()
+
+
+def test_accounting_matches_profile_and_plan():
+    jobs = [job("1", "tokenize", mem="2000M"),
+            job("2", "pretrain", partition="gpu", cpus="4", mem="3000M", limit="01:30:00", wc="s_softmax"),
+            job("3", "pretrain", partition="gpu", cpus="4", mem="3000M", limit="01:30:00", wc="s_softpick")]
+    assert cluster.check_accounting(PROFILE, jobs, {"tokenize": 1, "pretrain": 2}) == []
+    # wrong partition, CPUs and limit; a missing job; an unplanned rule; a job without a rule
+    bad = [job("2", "pretrain", partition="cpu", cpus="1", mem="3000M", limit="00:01:00", wc="s_softmax"),
+           job("4", "figure"), job("5", None)]
+    problems = cluster.check_accounting(PROFILE, bad, {"pretrain": 2})
+    assert "rule pretrain: 1 COMPLETED SLURM jobs, expected 2" in problems
+    assert "rule figure: 1 SLURM jobs not in the plan" in problems
+    assert "job 2 (rule pretrain): Partition cpu, the profile says gpu" in problems
+    assert "job 2 (rule pretrain): ReqCPUS 1, the profile says 4" in problems
+    assert "job 2 (rule pretrain): Timelimit 1, the profile says 90" in problems
+    assert any(p.startswith("job 5: no Snakemake rule") for p in problems)
+
+
+def test_timeouts_are_counted():
+    jobs = [job("7", "pretrain", state="TIMEOUT", partition="gpu", cpus="4", mem="3000M", limit="01:30:00"),
+            job("8", "pretrain", partition="gpu", cpus="4", mem="3000M", limit="01:30:00")]
+    assert cluster.check_accounting(PROFILE, jobs, {"pretrain": 1}, min_timeouts=1) == []
+    assert cluster.check_accounting(PROFILE, jobs[1:], {"pretrain": 1}, min_timeouts=1) == [
+        "0 SLURM jobs ended in TIMEOUT, expected at least 1"]
+
+
+def test_plan_counts_and_time_limits():
+    plan = "Building DAG of jobs...\nJob stats:\njob         count\n--------  -------\nall  1\npretrain  10\ntokenize  1\ntotal  12\n\nrest"
+    assert cluster.plan_counts(plan) == {"pretrain": 10, "tokenize": 1}
+    assert [cluster.minutes(t) for t in ("00:01:00", "1-00:00:00", "48:00:00", "00:00:30")] == [1, 1440, 2880, 1]
+
+
+def test_preflight_names_the_partition_sbatch_refuses():
+    refused = {"gpu": "allocation failure: Invalid partition name specified"}
+    problems = cluster.preflight(PROFILE, lambda partition, account: refused.get(partition))
+    assert problems == ["partition 'gpu' (for pretrain), account 'acct': "
+                        "allocation failure: Invalid partition name specified"]
+
+
+slurm = pytest.mark.skipif(shutil.which("sinfo") is None or subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0,
+                           reason="no SLURM cluster answers (bash .ci/slurm/setup.sh starts one)")
+
+
+@slurm
+def test_preflight_against_the_ci_cluster(tmp_path):
+    cluster.render_profile(REPO_ROOT / "profiles/slurm", REPO_ROOT / ".ci/slurm/profile-overlay.yaml", tmp_path)
+    profile = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert cluster.preflight(profile, cluster.sbatch_test_only) == []
+    profile["set-resources"]["pretrain"]["slurm_partition"] = "h100-does-not-exist"
+    (problem,) = cluster.preflight(profile, cluster.sbatch_test_only)
+    assert "'h100-does-not-exist' (for pretrain)" in problem and "Invalid partition name" in problem
+    assert "\n" not in problem

@@ -23,6 +23,7 @@ wildcard_constraints:
     size="|".join(re.escape(s) for s in SIZES),
     arm="|".join(re.escape(a) for group in ("main_arms", "appendix_arms", "variant_arms") for a in ARMS_BY_GROUP[group]),
     ckpt=r"final|step_\d+",
+    shard=r"\d{5}",
 
 
 def corpus_files(wildcards=None):
@@ -35,6 +36,12 @@ def corpus_files(wildcards=None):
             f"data.corpus_dir={config['data']['corpus_dir']!r} holds no *.txt.xz corpus files"
         )
     return [str(f) for f in files]
+
+
+def token_shard_parts(wildcards=None):
+    """part.json of every tokenize_shard job: data.shards of them, known without the data
+    (the manifest's gather depends on them; every reader of tokens depends on the manifest)."""
+    return [f"results/data/tokens/shards/{shard:05d}/part.json" for shard in range(config["data"]["shards"])]
 
 
 def paper_targets():
@@ -222,7 +229,6 @@ def attention_metric_inputs(wildcards):
     inputs = {"model": f"results/{wildcards.size}/{wildcards.arm}/train/{wildcards.ckpt}"}
     if METRICS_CFG["text_source"] == "val_shard":
         inputs["manifest"] = "results/data/tokens/manifest.json"
-        inputs["val"] = "results/data/tokens/val.bin"
     return inputs
 
 
@@ -324,7 +330,6 @@ def eval_inputs(wildcards):
         inputs["tasks"] = TASK_DIR
     if wildcards.quant.startswith("gptq"):
         inputs["tokens"] = "results/data/tokens/manifest.json"
-        inputs["train_bin"] = "results/data/tokens/train.bin"
     return inputs
 
 

@@ -6,8 +6,6 @@
 rule pretrain:
     input:
         manifest="results/data/tokens/manifest.json",
-        train="results/data/tokens/train.bin",
-        val="results/data/tokens/val.bin",
         tokenizer="results/data/tokenizer",
     output:
         metrics="results/{size}/{arm}/train/metrics.csv",

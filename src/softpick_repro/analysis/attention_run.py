@@ -51,7 +51,9 @@ def metric_windows(cfg: dict, seq_len: int, num_samples: int, *, manifest: str |
     if source == "slimpajama":
         sp = cfg["slimpajama"]
         return metric_text.slimpajama_windows(tokenizer, seq_len, num_samples, name=sp["name"],
-                                              config=sp["config"], split=sp["split"])
+                                              config=sp["config"], split=sp["split"],
+                                              text_column=sp.get("text_column", "text"),
+                                              data_files=sp.get("data_files"))
     raise ValueError(f"unknown metrics.text_source {source!r} (val_shard | slimpajama)")
 
 

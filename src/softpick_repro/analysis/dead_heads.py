@@ -257,7 +257,7 @@ def run_masked_eval(model_dir: str | os.PathLike, deadheads_json: str | os.PathL
     from transformers import AutoTokenizer
 
     from softpick_repro.evaluate.lm_eval_runner import evaluate_model
-    from softpick_repro.evaluate.run import configured_tasks, eval_dtype
+    from softpick_repro.evaluate.run import configured_tasks, dataset_overrides, eval_dtype
     from softpick_repro.evaluate.tasks import TABLE_METRICS
     from softpick_repro.io import dump_json, load_json, provenance
 
@@ -273,7 +273,8 @@ def run_masked_eval(model_dir: str | os.PathLike, deadheads_json: str | os.PathL
         out = evaluate_model(m, tokenizer, tasks, limit=eval_cfg["limit"] or None,
                              batch_size=eval_cfg["batch_size"], device=str(dev), task_dir=task_dir,
                              max_length=max_length, add_bos=eval_cfg["add_bos"],
-                             bootstrap_iters=eval_cfg["bootstrap_iters"])
+                             bootstrap_iters=eval_cfg["bootstrap_iters"],
+                             dataset_overrides=dataset_overrides(eval_cfg))
         runs.append({k: v for k, v in out.items() if k != "tasks"})
         return {name: task["metrics"] for name, task in out["tasks"].items()}
 

@@ -24,15 +24,14 @@ from softpick_repro.io import dump_json, provenance
 
 def load_model(model_dir: str | Path, device: torch.device):
     """An exported HF directory -> (model on `device`, tokenizer); nothing is unpickled."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    import softpick_repro.model  # noqa: F401  registers the architecture with the Auto classes
+    from softpick_repro.model.llama_export import load_exported
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"not an exported model directory (no config.json): {model_dir}")
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32,
-                                                 use_safetensors=True)
+    model = load_exported(model_dir, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(f"{model_dir}: the tokenizer has {len(tokenizer)} ids but the model's "

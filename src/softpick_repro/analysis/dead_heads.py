@@ -38,9 +38,7 @@ def load_model(model_dir: str | os.PathLike, *, device: str = "auto",
                dtype: str | torch.dtype = "float32",
                masked_heads: Sequence[Sequence[int]] | None = None):
     """Load an exported model directory (safetensors, no remote code) in eval mode."""
-    from transformers import AutoModelForCausalLM
-
-    import softpick_repro.model  # noqa: F401  registers the architecture
+    from softpick_repro.model.llama_export import load_exported
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
@@ -49,8 +47,7 @@ def load_model(model_dir: str | os.PathLike, *, device: str = "auto",
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         dtype = DTYPES[dtype]
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype,
-                                                 trust_remote_code=False, use_safetensors=True)
+    model = load_exported(model_dir, dtype=dtype)
     if masked_heads is not None:
         model.set_masked_heads(masked_heads)
     return model.to(resolve_device(device)).eval()

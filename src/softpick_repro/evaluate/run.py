@@ -51,16 +51,16 @@ def evaluate_export(model_dir: str | Path, quant: str, eval_cfg: dict, quant_cfg
 
     GPTQ calibrates on windows of `tokens_dir`'s train shard (quant_cfg's calibration keys).
     """
-    import softpick_repro.model  # noqa: F401  (registers the model with the Auto classes)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from softpick_repro.model.llama_export import load_exported
 
     spec = parse_quant(quant)
     tasks = configured_tasks(eval_cfg, task_dir)
     dev = resolve_device(device)
     dtype = eval_dtype(eval_cfg["dtype"], dev)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype,
-                                                 trust_remote_code=False)
+    model = load_exported(model_dir, dtype=dtype)
     model.to(dev).eval()
     qrecord = None
     if spec.method is not None:

@@ -48,14 +48,20 @@ def test_empty_corpus_file_is_an_error(tmp_path):
 def test_fineweb_stream_uses_datasets_streaming(monkeypatch):
     calls = []
 
-    def load_dataset(name, config, split, streaming):
-        calls.append((name, config, split, streaming))
-        return iter([{"text": "a doc"}, {"text": ""}, {"text": "another"}])
+    class Stream:
+        features = {"text": None, "id": None}
+
+        def __iter__(self):
+            return iter([{"text": "a doc"}, {"text": ""}, {"text": "another"}])
+
+    def load_dataset(name, config, data_files=None, split=None, streaming=False):
+        calls.append((name, config, data_files, split, streaming))
+        return Stream()
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     docs = list(corpus.iter_fineweb_documents())
     assert docs == ["a doc", "another"]
-    assert calls == [("HuggingFaceFW/fineweb-edu", "sample-100BT", "train", True)]
+    assert calls == [("HuggingFaceFW/fineweb-edu", "sample-100BT", None, "train", True)]
 
 
 # ---- the shipped corpus ----------------------------------------------------------------------

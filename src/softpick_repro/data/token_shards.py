@@ -101,6 +101,16 @@ class TokenStream:
         whole = self._read(0, len(self))
         return whole.astype(dtype) if dtype is not None else np.asarray(whole)
 
+    # Elementwise comparisons materialise the stream (fine for the val split and tests;
+    # the training readers only slice).
+    __hash__ = None
+
+    def __eq__(self, other):
+        return np.asarray(self) == other
+
+    def __ne__(self, other):
+        return np.asarray(self) != other
+
 
 def open_split(tokens_dir: str | os.PathLike, split: str, manifest: dict | None = None) -> TokenStream:
     """Every part of `split` as one TokenStream, each file's size checked against the manifest."""

@@ -2,7 +2,7 @@
 #
 # Path scheme (one spelling everywhere, docs/ARCHITECTURE.md):
 #   results/data/tokenizer/                       tokenizer (transformers directory)
-#   results/data/tokens/{train,val}.bin           token shards + manifest.json
+#   results/data/tokens/shards/{shard}/           token shard {shard} of data.shards; manifest.json gathers them
 #   results/{size}/{arm}/train/metrics.csv        per-step training metrics
 #   results/{size}/{arm}/train/final/             exported Hugging Face model (or imported: released.smk)
 #   results/{size}/{arm}/train/step_{step}/       exported intermediate checkpoints

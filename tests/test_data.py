@@ -59,7 +59,11 @@ def test_fineweb_stream_uses_datasets_streaming(monkeypatch):
         return Stream()
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    checked = []  # the hub check runs first (offline here: recorded, not sent)
+    monkeypatch.setattr("softpick_repro.remote_checks.check_hub_source",
+                        lambda name, repo_type, key: checked.append((name, repo_type, key)))
     docs = list(corpus.iter_fineweb_documents())
+    assert checked == [("HuggingFaceFW/fineweb-edu", "dataset", "data.fineweb.name")]
     assert docs == ["a doc", "another"]
     assert calls == [("HuggingFaceFW/fineweb-edu", "sample-100BT", None, "train", True)]
 

@@ -26,8 +26,9 @@ def hub_offline() -> bool:
 
 
 def is_local(name: str) -> bool:
-    """A path on this machine rather than a hub id (`owner/name`)."""
-    return Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
+    """A path on this machine rather than a hub id (`owner/name`: exactly one slash)."""
+    return (Path(name).expanduser().exists() or name.startswith((".", "/", "~"))
+            or name.count("/") != 1)
 
 
 def check_text_column(stream, column: str, *, where: str, key: str = "data.fineweb.text_column") -> None:

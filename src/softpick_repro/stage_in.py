@@ -16,7 +16,7 @@ config/paper_offline.yaml uses for the test fixture: `data.fineweb.data_files`,
 `metrics.slimpajama.data_files`, `eval.lm_eval_datasets`), so the streamed readers read the
 staged files through the same code path. Checking (`--check`) loads nothing big: it runs
 `remote_checks` over the merged config (local files exist, a tokenizer directory has its
-files, a hub id is in the cache) and opens every local dataset to check its text column.
+files, a hub id is in the cache) and opens every local dataset (which checks its text column).
 """
 from __future__ import annotations
 
@@ -27,8 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from softpick_repro.remote_checks import (RemoteInputError, check_text_column, remote_input_problems,
-                                          remote_inputs)
+from softpick_repro.remote_checks import RemoteInputError, remote_input_problems, remote_inputs
 
 BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".gz": "json"}
 
@@ -121,10 +120,8 @@ def check(config: dict) -> list[str]:
             continue
         if item["kind"] in ("corpus", "metric_text") and item.get("data_files") is not None:
             try:
-                stream = open_stream(item["name"], item["config"], data_files=item["data_files"],
-                                     split=item["split"], text_column=item["text_column"])
-                check_text_column(stream, item["text_column"], where=item["key"],
-                                  key=item["key"] + ".text_column")
+                open_stream(item["name"], item["config"], data_files=item["data_files"],
+                            split=item["split"], text_column=item["text_column"], key=item["key"])
             except (RemoteInputError, ValueError, FileNotFoundError) as err:
                 problems.append(f"{item['key']}: {str(err).splitlines()[0]}")
         if item["kind"] == "lm_eval_task" and item.get("data_files") is None and \

@@ -80,10 +80,12 @@ def save_pretrained_tokenizer(name: str, out_dir: str | Path) -> None:
     """Copy a pretrained tokenizer (hub id or local dir) into `out_dir`; never runs remote code."""
     from transformers import AutoTokenizer
 
-    from .remote_checks import check_tokenizer_dir, is_local
+    from .remote_checks import check_hub_source, check_tokenizer_dir, is_local
 
     if is_local(name):
         check_tokenizer_dir(name)
+    else:
+        check_hub_source(name, repo_type="model", key="tokenizer.pretrained_name")
     tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
     if tokenizer.bos_token_id is None:
         raise TokenizationError(f"tokenizer {name!r} has no BOS token; the paper's packing needs one")

@@ -93,7 +93,8 @@ def slimpajama_windows(tokenizer, seq_len: int, num_samples: int, *,
     bos = tokenizer.bos_token_id
     if bos is None:
         raise MetricTextError("the tokenizer has no BOS token; the sink metrics need one")
-    stream = open_stream(name, config, data_files=data_files, split=split, text_column=text_column)
+    stream = open_stream(name, config, data_files=data_files, split=split, text_column=text_column,
+                         key="metrics.slimpajama")
     rows, seen = [], 0
     for seen, example in enumerate(stream, start=1):
         text = example.get(text_column)

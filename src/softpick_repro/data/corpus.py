@@ -63,16 +63,23 @@ def iter_embedded_shard(corpus_dir: str | Path, shard: int = 0, shards: int = 1)
 
 
 def open_stream(name: str, config: str | None = None, *, data_files=None, split: str = "train",
-                text_column: str = "text"):
+                text_column: str = "text", key: str = "data.fineweb"):
     """A streamed `datasets` split: a hub dataset by name, or local files of a builder
-    (`name` parquet / json with `data_files`), one call either way. Checks the text column
-    before any row is read (`remote_checks.check_text_column`)."""
+    (`name` parquet / json with `data_files`), one call either way. Checks first, with
+    one-line errors naming `key`: that a hub name is reachable (or cached when offline) and
+    that the text column exists (`remote_checks`)."""
     from datasets import load_dataset
 
-    from softpick_repro.remote_checks import check_text_column
+    from softpick_repro.remote_checks import check_data_files, check_hub_source, check_text_column
+
+    if data_files:
+        check_data_files(data_files, key=f"{key}.data_files")
+    else:
+        check_hub_source(name, repo_type="dataset", key=f"{key}.name")
 
     stream = load_dataset(name, config, data_files=data_files or None, split=split, streaming=True)
-    check_text_column(stream, text_column, where=f"{name}" + (f"/{config}" if config else ""))
+    check_text_column(stream, text_column, where=f"{name}" + (f"/{config}" if config else ""),
+                      key=f"{key}.text_column")
     return stream
 
 

@@ -152,8 +152,14 @@ def task_manager(builtin: Sequence[str], task_dir: str | None):
     if builtin and all(name in PAPER_TASK_DIRS for name in builtin):
         root = Path(lm_eval.tasks.__file__).parent
         paths += sorted({str(root / PAPER_TASK_DIRS[name]) for name in builtin})
-        return TaskManager(include_path=paths, include_defaults=False)
-    return TaskManager(include_path=paths or None, include_defaults=bool(builtin))
+        manager = TaskManager(include_path=paths, include_defaults=False)
+    else:
+        manager = TaskManager(include_path=paths or None, include_defaults=bool(builtin))
+    if builtin:
+        from softpick_repro.remote_checks import check_lm_eval_tasks
+
+        check_lm_eval_tasks(builtin, manager.all_tasks)
+    return manager
 
 
 def evaluate_model(model, tokenizer, tasks: Sequence[TaskSpec], *, limit: int | None = None,

@@ -11,8 +11,8 @@ The embedded default is the case of one shard. `open_split` memory-maps every pa
 and presents them, in order, as one read-only flat array (`TokenStream`): nothing is copied,
 so the trainer, dead heads, the `val_shard` metric text and GPTQ calibration read ~210 GB of
 paper-scale shards exactly as they read the default's few MB. A manifest in the older one-file
-spelling (`"files": {"train": "train.bin", ...}`, e.g. hand-written test shards) is read as one
-shard in the manifest's own directory.
+spelling (`"files": {"train": "train.bin", ...}`, or no file list at all: `train.bin` and
+`val.bin`, as `train.synthetic` writes) is read as one shard in the manifest's own directory.
 """
 from __future__ import annotations
 
@@ -36,8 +36,6 @@ def read_manifest(tokens_dir: str | os.PathLike) -> dict:
             raise ValueError(f"{path}: manifest lacks the key {key!r}")
     if manifest["dtype"] not in DTYPES:
         raise ValueError(f"{path}: dtype must be one of {sorted(DTYPES)}, got {manifest['dtype']!r}")
-    if "shards" not in manifest and "files" not in manifest:
-        raise ValueError(f"{path}: manifest lists neither 'shards' nor 'files'")
     return manifest
 
 
@@ -47,7 +45,8 @@ def split_files(tokens_dir: str | os.PathLike, split: str, manifest: dict) -> li
     if "shards" in manifest:
         return [(tokens_dir / part["dir"] / f"{split}.bin", part["tokens"].get(split))
                 for part in manifest["shards"]]
-    return [(tokens_dir / manifest["files"][split], manifest["tokens"].get(split))]
+    files = manifest.get("files", {"train": "train.bin", "val": "val.bin"})
+    return [(tokens_dir / files[split], manifest.get("tokens", {}).get(split))]
 
 
 class TokenStream:

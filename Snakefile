@@ -3,7 +3,7 @@
 # Path scheme (one spelling everywhere, docs/ARCHITECTURE.md). One run = (size, arm, seed);
 # the seed is the {seed} wildcard, one directory level `seed_{seed}` (runs.seeds, e.g. seed_79):
 #   results/data/tokenizer/                                tokenizer (transformers directory)
-#   results/data/tokens/{train,val}.bin                    token shards + manifest.json
+#   results/data/tokens/shards/{shard}/                    token shard {shard} of data.shards; manifest.json gathers them
 #   results/{size}/{arm}/seed_{seed}/train/metrics.csv     per-step training metrics
 #   results/{size}/{arm}/seed_{seed}/train/final/          exported Hugging Face model (or imported: released.smk)
 #   results/{size}/{arm}/seed_{seed}/train/step_{step}/    exported intermediate checkpoints

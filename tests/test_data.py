@@ -48,14 +48,24 @@ def test_empty_corpus_file_is_an_error(tmp_path):
 def test_fineweb_stream_uses_datasets_streaming(monkeypatch):
     calls = []
 
-    def load_dataset(name, config, split, streaming):
-        calls.append((name, config, split, streaming))
-        return iter([{"text": "a doc"}, {"text": ""}, {"text": "another"}])
+    class Stream:
+        features = {"text": None, "id": None}
+
+        def __iter__(self):
+            return iter([{"text": "a doc"}, {"text": ""}, {"text": "another"}])
+
+    def load_dataset(name, config, data_files=None, split=None, streaming=False):
+        calls.append((name, config, data_files, split, streaming))
+        return Stream()
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    checked = []  # the hub check runs first (offline here: recorded, not sent)
+    monkeypatch.setattr("softpick_repro.remote_checks.check_hub_source",
+                        lambda name, repo_type, key: checked.append((name, repo_type, key)))
     docs = list(corpus.iter_fineweb_documents())
+    assert checked == [("HuggingFaceFW/fineweb-edu", "dataset", "data.fineweb.name")]
     assert docs == ["a doc", "another"]
-    assert calls == [("HuggingFaceFW/fineweb-edu", "sample-100BT", "train", True)]
+    assert calls == [("HuggingFaceFW/fineweb-edu", "sample-100BT", None, "train", True)]
 
 
 # ---- the shipped corpus ----------------------------------------------------------------------

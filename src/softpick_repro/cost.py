@@ -19,6 +19,15 @@ documents of the split, each choice a separate request); the embedded tasks are 
 from the data files at ~CHARS_PER_TOKEN characters per token. Analysis stages read their
 token budgets from the config. The vocabulary is the BPE size of the config, or 32000 for
 a pretrained tokenizer (the paper's).
+
+CPU stages and disk: tokenization is priced in CPU-hours from the measured tokens/s of one
+core (`cost.tokenize_tokens_per_s_per_core`) over the tokens the data stage writes (the
+train-token cap divided by 1 - val_fraction; for the embedded corpus its characters at
+~CHARS_PER_TOKEN); its wall hours are one shard job's, the `data.shards` jobs running side by
+side at `cost.tokenize_cpus_per_job` cores each. Disk per stage, from byte counts (estimates,
+not measured): token shards 2 bytes per token (uint16; 4 above 65,536 ids), the resumable
+training state BYTES_PER_PARAM_STATE per parameter per run, each kept snapshot and each export
+4 bytes per parameter (float32 safetensors).
 """
 from __future__ import annotations
 
@@ -42,7 +51,9 @@ LM_EVAL_TASKS = {
     "wikitext": (330_000, 4096),             # wikitext-2 test, ~245k words, rolling windows
 }
 STAGES = ("train", "eval", "analysis")
-STAGE_OF = {"pretrain": "train", "evaluate": "eval", "attention_metrics": "analysis",
+BYTES_PER_PARAM_STATE = 12   # float32 weights + AdamW's two float32 moments (checkpoints/)
+BYTES_PER_PARAM_EXPORT = 4   # float32 safetensors (weights/ snapshots, exports)
+STAGE_OF = {"tokenize_shard": "data", "tokenize": "data", "pretrain": "train", "evaluate": "eval", "attention_metrics": "analysis",
             "attention_maps": "analysis", "dead_heads": "analysis", "masked_eval": "analysis",
             "passkey": "analysis"}
 
@@ -60,6 +71,9 @@ class Job:
     tokens: float = 0.0
     flops: float = 0.0
     gpu_hours: float = 0.0
+    cpus: int = 0          # cores of a priced CPU job (tokenization)
+    cpu_hours: float = 0.0
+    disk_gb: float = 0.0   # what the job's outputs (and resumable state) occupy
 
     @property
     def stage(self) -> str:
@@ -67,7 +81,9 @@ class Job:
 
     @property
     def wall_hours(self) -> float:
-        return self.gpu_hours / self.gpus if self.gpus else 0.0
+        if self.gpus:
+            return self.gpu_hours / self.gpus
+        return self.cpu_hours / self.cpus if self.cpus else 0.0
 
 
 # ---- model shapes and FLOPs ----------------------------------------------------------
@@ -93,6 +109,47 @@ def train_flops(shape: tuple[int, int, int], seq_len: int, tokens: float) -> flo
 def forward_flops(shape: tuple[int, int, int], seq_len: int, tokens: float) -> float:
     n, layers, width = shape
     return (2 * n + 2 * layers * seq_len * width) * tokens
+
+
+def total_parameters(config: dict, size: str, arm: str) -> int:
+    from softpick_repro.model.presets import build_config, count_parameters
+
+    return count_parameters(build_config(plan.size_cfg(config, size)["preset"], arm, vocab_size(config)))
+
+
+def corpus_tokens(config: dict) -> float | None:
+    """Tokens the data stage writes (train + val), or None when the stream is unbounded."""
+    data = config["data"]
+    if data["source"] == "fineweb_edu":
+        cap = data["fineweb"]["max_tokens"]
+        return cap / (1 - data["val_fraction"]) if cap else None
+    if data["source"] == "embedded":
+        import lzma
+
+        from softpick_repro.data.corpus import corpus_files
+
+        chars = 0
+        for path in corpus_files(data["corpus_dir"]):
+            with lzma.open(path, "rt", encoding="utf-8") as handle:
+                chars += sum(len(line) for line in handle)
+        return chars / CHARS_PER_TOKEN
+    return None
+
+
+def tokenize_jobs(config: dict) -> list[Job]:
+    """The data.shards tokenize_shard jobs (CPU-hours, disk) and the gather job."""
+    cost, shards = config["cost"], config["data"]["shards"]
+    total = corpus_tokens(config)
+    itemsize = 2 if vocab_size(config) <= 65536 else 4
+    jobs = []
+    for shard in range(shards):
+        job = Job("tokenize_shard", detail=f"shard {shard}", cpus=cost["tokenize_cpus_per_job"])
+        if total is not None:
+            job.tokens = total / shards
+            job.cpu_hours = job.tokens / cost["tokenize_tokens_per_s_per_core"] / 3600
+            job.disk_gb = job.tokens * itemsize / 1e9
+        jobs.append(job)
+    return jobs + [Job("tokenize")]
 
 
 # ---- token budgets ---------------------------------------------------------------------
@@ -142,14 +199,18 @@ def _price(job: Job, shape, passes, config: dict, train: bool = False) -> Job:
 def plan_jobs(config: dict) -> list[Job]:
     """Every planned job of `config` (GPU jobs priced), in stage order."""
     tr = config["train"]
-    jobs = [Job("train_tokenizer"), Job("tokenize")]
+    jobs = [Job("train_tokenizer"), *tokenize_jobs(config)]
     for size, arm in plan.training_runs(config):
         step = plan.stop_step(config, size, arm)
         tokens = float(step * tr["global_batch"] * tr["seq_len"])
-        jobs.append(_price(Job("pretrain", size, arm, f"{step} steps", gpus=tr["processes"]),
-                           model_shape(config, size, arm), [(tokens, tr["seq_len"])], config,
-                           train=True))
-    jobs += [Job("export_hf", s, a, c) for s, a, c in plan.exports(config)]
+        job = _price(Job("pretrain", size, arm, f"{step} steps", gpus=tr["processes"]),
+                     model_shape(config, size, arm), [(tokens, tr["seq_len"])], config, train=True)
+        snapshots = len(plan.keep_steps(config, size, arm)) + 1
+        job.disk_gb = total_parameters(config, size, arm) * (
+            BYTES_PER_PARAM_STATE + snapshots * BYTES_PER_PARAM_EXPORT) / 1e9
+        jobs.append(job)
+    jobs += [Job("export_hf", s, a, c, disk_gb=total_parameters(config, s, a) * BYTES_PER_PARAM_EXPORT / 1e9)
+             for s, a, c in plan.exports(config)]
     jobs += [Job("import_released", s, a, src) for (s, a), src in plan.released_models(config).items()]
 
     passes = [(t, seq) for _, t, seq in eval_passes(config)]
@@ -250,9 +311,33 @@ def render(config: dict, jobs: list[Job]) -> str:
     out += _table(["stage", "rule", "jobs", "GPUs/job", "tokens", "FLOPs", "GPU-h", "max wall-h/job"], rows)
     tot = totals(jobs)
     out += ["", "Total GPU-hours: " + ", ".join(f"{s} {_num(tot[s])}" for s in STAGES)
-            + f"; all {_num(tot['all'])} (= {_num(tot['all'] / 8)} hours of one 8-GPU node)",
-            "Not priced: CPU jobs (tokenizer, tokenization, exports, imports, tables, figures)."]
+            + f"; all {_num(tot['all'])} (= {_num(tot['all'] / 8)} hours of one 8-GPU node)"]
+    out += ["", "CPU time and disk by rule (disk from byte counts: estimates)"]
+    rows = []
+    for rule in dict.fromkeys(j.rule for j in jobs):
+        group = [j for j in jobs if j.rule == rule]
+        if not any(j.cpu_hours or j.disk_gb for j in group) and rule != "tokenize_shard":
+            continue
+        unbounded = rule == "tokenize_shard" and not any(j.tokens for j in group)
+        rows.append([group[0].stage, rule, len(group), group[0].cpus or "-",
+                     "unbounded" if unbounded else (_num(sum(j.cpu_hours for j in group)) if group[0].cpus else "-"),
+                     "unbounded" if unbounded else (_num(max(j.wall_hours for j in group), 2) if group[0].cpus else "-"),
+                     _num(sum(j.disk_gb for j in group))])
+    out += _table(["stage", "rule", "jobs", "cores/job", "CPU-h", "wall-h (jobs side by side)", "disk GB"], rows)
+    disk = cpu_totals(jobs)
+    out += ["", f"Total CPU-hours (tokenization) {_num(disk['cpu_hours'])}; disk {_num(disk['disk_gb'])} GB "
+            f"(token shards {_num(disk['disk_by_rule'].get('tokenize_shard', 0))}, training state and snapshots "
+            f"{_num(disk['disk_by_rule'].get('pretrain', 0))}, exports {_num(disk['disk_by_rule'].get('export_hf', 0))})",
+            "Not priced: the other CPU jobs (tokenizer, gather, exports, imports, tables, figures): minutes each."]
     return "\n".join(out)
+
+
+def cpu_totals(jobs: list[Job]) -> dict:
+    by_rule: dict[str, float] = {}
+    for j in jobs:
+        by_rule[j.rule] = by_rule.get(j.rule, 0.0) + j.disk_gb
+    return {"cpu_hours": sum(j.cpu_hours for j in jobs), "disk_gb": sum(by_rule.values()),
+            "disk_by_rule": {k: v for k, v in by_rule.items() if v}}
 
 
 def _config_paths(given: list[str]) -> list[Path]:
@@ -277,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         from softpick_repro.io import dump_json
 
         dump_json({"config": config["cost"], "totals_gpu_hours": totals(jobs),
-                   "jobs": [{**asdict(j), "stage": j.stage} for j in jobs]}, args.json)
+                   "totals_cpu_and_disk": cpu_totals(jobs),
+                   "jobs": [{**asdict(j), "stage": j.stage, "wall_hours": j.wall_hours} for j in jobs]},
+                  args.json)
     return 0
 
 

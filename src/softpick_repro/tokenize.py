@@ -1,10 +1,12 @@
 """Tokenizer stage (train a byte-level BPE, or load the paper's tokenizer) and the
-tokenization stage (corpus -> flat binary token shards + a JSON manifest).
+tokenization stage (corpus -> `data.shards` token shards, gathered by a JSON manifest).
 
-Shard format: one flat array of token ids per split (`train.bin`, `val.bin`), dtype uint16
-when every id fits, else uint32; each document is preceded by BOS and no EOS is appended
-(the paper's packing, SOFTPICK.md protocol details); the trainer cuts consecutive windows.
-The manifest is written last, so a killed job never leaves a manifest that looks complete.
+Shard format: per shard one flat array of token ids per split (`shards/<k>/train.bin`,
+`val.bin`), dtype uint16 when every id fits, else uint32; each document is preceded by BOS
+and no EOS is appended (the paper's packing, SOFTPICK.md protocol details); the trainer cuts
+consecutive windows. Each shard job writes its `part.json` last and the gather job the
+`manifest.json`, so a killed job never leaves a file that looks complete.
+`softpick_repro.data.token_shards` is the one reader of the layout.
 """
 from __future__ import annotations
 
@@ -78,6 +80,12 @@ def save_pretrained_tokenizer(name: str, out_dir: str | Path) -> None:
     """Copy a pretrained tokenizer (hub id or local dir) into `out_dir`; never runs remote code."""
     from transformers import AutoTokenizer
 
+    from .remote_checks import check_hub_source, check_tokenizer_dir, is_local
+
+    if is_local(name):
+        check_tokenizer_dir(name)
+    else:
+        check_hub_source(name, repo_type="model", key="tokenizer.pretrained_name")
     tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
     if tokenizer.bos_token_id is None:
         raise TokenizationError(f"tokenizer {name!r} has no BOS token; the paper's packing needs one")
@@ -105,13 +113,21 @@ def _batches(docs: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
-def tokenize_corpus(docs: Iterable[str], tokenizer_dir: str | Path, out_dir: str | Path, *,
-                    val_fraction: float, source_hash: str, threads: int = 1,
-                    batch_size: int = 256, max_tokens: int = 0, progress: bool = True) -> dict:
-    """Encode documents into `train.bin`/`val.bin` and write `manifest.json` last.
+def shard_name(index: int) -> str:
+    """Directory name of shard `index` under the token directory (`shards/00003`)."""
+    return f"shards/{index:05d}"
 
-    Encoding runs in the Rust tokenizer over `threads` threads (RAYON_NUM_THREADS); shards are
-    appended batch by batch so memory stays flat for a streamed corpus.
+
+def tokenize_shard(docs: Iterable[str], tokenizer_dir: str | Path, shard_dir: str | Path, *,
+                   val_fraction: float, source_hash: str, shard: int = 0, shards: int = 1,
+                   threads: int = 1, batch_size: int = 256, max_tokens: int = 0,
+                   progress: bool = True) -> dict:
+    """Encode one shard's documents into `train.bin`/`val.bin` and write `part.json` last.
+
+    Encoding runs in the Rust tokenizer over `threads` threads (RAYON_NUM_THREADS); files are
+    appended batch by batch so memory stays flat for a streamed corpus. `max_tokens` bounds
+    this shard's train tokens (0 = no bound). A killed job leaves only `*.partial` files and
+    no `part.json`, so rerunning it redoes this shard alone.
     """
     from tqdm.auto import tqdm
 
@@ -122,16 +138,19 @@ def tokenize_corpus(docs: Iterable[str], tokenizer_dir: str | Path, out_dir: str
     backend.no_truncation()
     vocab_size = len(tok)
     bos = tok.bos_token_id
+    if bos is None:
+        raise TokenizationError(f"tokenizer in {tokenizer_dir} has no BOS token; the packing needs one")
     dtype = np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    partial = {split: out_dir / f"{split}.bin.partial" for split in ("train", "val")}
+    shard_dir = Path(shard_dir)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    partial = {split: shard_dir / f"{split}.bin.partial" for split in ("train", "val")}
     counts = {"train": 0, "val": 0}
     documents = {"train": 0, "val": 0}
     handles = {split: open(path, "wb") for split, path in partial.items()}
     start = time.perf_counter()
-    bar = tqdm(desc="tokenizing", unit="tok", unit_scale=True, disable=not progress, file=sys.stderr)
+    bar = tqdm(desc=f"tokenizing shard {shard}", unit="tok", unit_scale=True,
+               disable=not progress, file=sys.stderr)
     try:
         for batch in _batches(docs, batch_size):
             encodings = backend.encode_batch(batch, add_special_tokens=False)
@@ -151,36 +170,99 @@ def tokenize_corpus(docs: Iterable[str], tokenizer_dir: str | Path, out_dir: str
             os.fsync(handle.fileno())
             handle.close()
     seconds = time.perf_counter() - start
-    for split in ("train", "val"):
-        if documents[split] == 0:
-            raise TokenizationError(
-                f"the {split} split is empty ({documents['train']} train / {documents['val']} val "
-                f"documents): the corpus is too small or empty for data.val_fraction={val_fraction}")
     for split, path in partial.items():
-        os.replace(path, out_dir / f"{split}.bin")
-    tokens_per_s = (counts["train"] + counts["val"]) / max(seconds, 1e-9)
-    manifest = {
-        "format": "flat token ids, BOS before each document, no EOS",
-        "files": {"train": "train.bin", "val": "val.bin"},
+        os.replace(path, shard_dir / f"{split}.bin")
+    total = counts["train"] + counts["val"]
+    part = {
+        "shard": shard,
+        "shards": shards,
         "dtype": np.dtype(dtype).name,
         "vocab_size": vocab_size,
         "bos_id": bos,
         "eos_id": tok.eos_token_id,
         "tokens": counts,
         "documents": documents,
-        "sha256": {split: sha256_file(out_dir / f"{split}.bin") for split in ("train", "val")},
+        "sha256": {split: sha256_file(shard_dir / f"{split}.bin") for split in ("train", "val")},
         "source_hash": source_hash,
         "tokenizer_dir": str(tokenizer_dir),
         "val_fraction": val_fraction,
+        "threads": threads,
         "seconds": seconds,
-        "tokens_per_s": tokens_per_s,
+        "tokens_per_s": total / max(seconds, 1e-9),
+        "provenance": provenance(),
+    }
+    dump_json(part, shard_dir / "part.json")
+    print(f"shard {shard}/{shards}: {total:,} tokens ({documents['train']:,} train / "
+          f"{documents['val']:,} val documents) in {seconds:.1f} s: "
+          f"{part['tokens_per_s']:,.0f} tokens/s on {threads} thread(s)", file=sys.stderr)
+    return part
+
+
+_SAME_IN_EVERY_PART = ("dtype", "vocab_size", "bos_id", "eos_id", "source_hash", "val_fraction", "shards")
+
+
+def gather_manifest(part_files: Iterable[str | Path], out_dir: str | Path) -> dict:
+    """Check the shards' `part.json` files against each other and write `manifest.json`.
+
+    Parts must come from one tokenizer, one corpus and one plan (same dtype, vocabulary, BOS,
+    source, val fraction and shard count) and cover shards 0..n-1 exactly once. Each split
+    must hold at least one document over all shards.
+    """
+    from .io import load_json
+
+    out_dir = Path(out_dir).resolve()
+    paths = [Path(p).resolve() for p in part_files]
+    if not paths:
+        raise TokenizationError("no token shards to gather")
+    parts = [load_json(p) for p in paths]
+    first = parts[0]
+    for path, part in zip(paths, parts):
+        for key in _SAME_IN_EVERY_PART:
+            if part.get(key) != first.get(key):
+                raise TokenizationError(f"{path}: {key}={part.get(key)!r} differs from shard "
+                                        f"0's {first.get(key)!r}: shards of different runs")
+    order = sorted(range(len(parts)), key=lambda i: parts[i]["shard"])
+    if [parts[i]["shard"] for i in order] != list(range(first["shards"])):
+        raise TokenizationError(f"shards {sorted(p['shard'] for p in parts)} do not cover "
+                                f"0..{first['shards'] - 1} exactly once")
+    totals = {s: sum(p["tokens"][s] for p in parts) for s in ("train", "val")}
+    docs = {s: sum(p["documents"][s] for p in parts) for s in ("train", "val")}
+    for split in ("train", "val"):
+        if docs[split] == 0:
+            raise TokenizationError(
+                f"the {split} split is empty ({docs['train']} train / {docs['val']} val documents "
+                f"over {len(parts)} shard(s)): the corpus is too small or empty for "
+                f"data.val_fraction={first['val_fraction']}")
+    seconds = sum(p["seconds"] for p in parts)
+    thread_seconds = sum(p["seconds"] * p.get("threads", 1) for p in parts)
+    manifest = {
+        "format": "flat token ids, BOS before each document, no EOS; one directory per shard",
+        **{key: first[key] for key in ("dtype", "vocab_size", "bos_id", "eos_id")},
+        "tokens": totals,
+        "documents": docs,
+        "shards": [{"dir": os.path.relpath(paths[i].parent, out_dir), "tokens": parts[i]["tokens"],
+                    "documents": parts[i]["documents"], "sha256": parts[i]["sha256"]}
+                   for i in order],
+        "source_hash": first["source_hash"],
+        "tokenizer_dir": first["tokenizer_dir"],
+        "val_fraction": first["val_fraction"],
+        "seconds": seconds,
+        "tokens_per_s_per_thread": (totals["train"] + totals["val"]) / max(thread_seconds, 1e-9),
         "provenance": provenance(),
     }
     dump_json(manifest, out_dir / "manifest.json")
-    print(f"tokenized {counts['train'] + counts['val']:,} tokens "
-          f"({documents['train']:,} train / {documents['val']:,} val documents) "
-          f"in {seconds:.1f} s: {tokens_per_s:,.0f} tokens/s", file=sys.stderr)
     return manifest
+
+
+def tokenize_corpus(docs: Iterable[str], tokenizer_dir: str | Path, out_dir: str | Path, *,
+                    val_fraction: float, source_hash: str, threads: int = 1,
+                    batch_size: int = 256, max_tokens: int = 0, progress: bool = True) -> dict:
+    """The one-shard case in one call: `tokenize_shard` into `shards/00000`, then gather."""
+    out_dir = Path(out_dir)
+    tokenize_shard(docs, tokenizer_dir, out_dir / shard_name(0), val_fraction=val_fraction,
+                   source_hash=source_hash, threads=threads, batch_size=batch_size,
+                   max_tokens=max_tokens, progress=progress)
+    return gather_manifest([out_dir / shard_name(0) / "part.json"], out_dir)
 
 
 def corpus_source_hash(corpus_dir: str | Path) -> str:
@@ -193,26 +275,46 @@ def corpus_source_hash(corpus_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_tokens(out_dir: str | Path, split: str) -> np.ndarray:
-    """Memory-map one split using the manifest's dtype (read-only), after checking it against
-    the manifest's sha256 (once per process)."""
-    from .io import load_json
+def load_tokens(out_dir: str | Path, split: str):
+    """One split of a token directory as one flat read-only array (all its shards)."""
+    from .data.token_shards import open_split
 
-    from .integrity import verify_manifest_shard
-
-    manifest = load_json(Path(out_dir) / "manifest.json")
-    verify_manifest_shard(manifest, out_dir, split)
-    return np.memmap(Path(out_dir) / manifest["files"][split], dtype=manifest["dtype"], mode="r")
+    return open_split(out_dir, split)
 
 
-def configured_documents(data_cfg: dict) -> tuple[Iterator[str], str]:
-    """The document stream selected by the config's `data` section, and its source hash."""
+def _embedded_documents(data_cfg: dict, shard: int, shards: int) -> tuple[Iterator[str], str]:
     from .data import corpus
 
-    if data_cfg["source"] == "embedded":
-        return corpus.iter_documents(data_cfg["corpus_dir"]), corpus_source_hash(data_cfg["corpus_dir"])
-    if data_cfg["source"] == "fineweb_edu":
-        fw = data_cfg["fineweb"]
-        return (corpus.iter_fineweb_documents(fw["name"], fw["config"]),
-                f"hub:{fw['name']}/{fw['config']}")
-    raise TokenizationError(f"unknown data.source {data_cfg['source']!r}")
+    return (corpus.iter_embedded_shard(data_cfg["corpus_dir"], shard, shards),
+            corpus_source_hash(data_cfg["corpus_dir"]))
+
+
+def _fineweb_documents(data_cfg: dict, shard: int, shards: int) -> tuple[Iterator[str], str]:
+    from .data import corpus
+
+    fw = data_cfg["fineweb"]
+    files = fw.get("data_files") or None
+    docs = corpus.iter_fineweb_documents(fw["name"], fw["config"], fw.get("split", "train"),
+                                         fw.get("text_column", "text"), data_files=files,
+                                         shard=shard, shards=shards)
+    source = f"hub:{fw['name']}/{fw['config']}" if not files else f"files:{fw['name']}:{files}"
+    return docs, source
+
+
+# data.source -> (data_cfg, shard, shards) -> (documents of that shard, source hash).
+# A new source is one function and one entry here.
+DOCUMENT_SOURCES = {
+    "embedded": _embedded_documents,
+    "fineweb_edu": _fineweb_documents,
+}
+
+
+def configured_documents(data_cfg: dict, shard: int = 0, shards: int = 1) -> tuple[Iterator[str], str]:
+    """Shard `shard` of `shards` of the document stream the config's `data` section selects,
+    and its source hash (the same for every shard)."""
+    source = data_cfg["source"]
+    if source not in DOCUMENT_SOURCES:
+        raise TokenizationError(f"unknown data.source {source!r}; known: {sorted(DOCUMENT_SOURCES)}")
+    if not 0 <= shard < shards:
+        raise TokenizationError(f"shard {shard} is outside 0..{shards - 1} (data.shards={shards})")
+    return DOCUMENT_SOURCES[source](data_cfg, shard, shards)

@@ -30,6 +30,7 @@ wildcard_constraints:
     arm="|".join(re.escape(a) for group in ("main_arms", "appendix_arms", "variant_arms") for a in ARMS_BY_GROUP[group]),
     ckpt=r"final|step_\d+",
     seed="|".join(SEEDS),
+    shard=r"\d{5}",
 
 
 def corpus_files(wildcards=None):
@@ -57,6 +58,12 @@ def reported(paths, category, caption=None):
             path = report(path, caption=f"../report/{key}.rst", category=category)
         flagged.append(path)
     return flagged
+
+
+def token_shard_parts(wildcards=None):
+    """part.json of every tokenize_shard job: data.shards of them, known without the data
+    (the manifest's gather depends on them; every reader of tokens depends on the manifest)."""
+    return [f"results/data/tokens/shards/{shard:05d}/part.json" for shard in range(config["data"]["shards"])]
 
 
 def paper_targets():
@@ -254,7 +261,6 @@ def attention_metric_inputs(wildcards):
     inputs = {"model": f"{run_dir(wildcards.size, wildcards.arm, wildcards.seed)}/train/{wildcards.ckpt}"}
     if METRICS_CFG["text_source"] == "val_shard":
         inputs["manifest"] = "results/data/tokens/manifest.json"
-        inputs["val"] = "results/data/tokens/val.bin"
     return inputs
 
 
@@ -356,7 +362,6 @@ def eval_inputs(wildcards):
         inputs["tasks"] = TASK_DIR
     if wildcards.quant.startswith("gptq"):
         inputs["tokens"] = "results/data/tokens/manifest.json"
-        inputs["train_bin"] = "results/data/tokens/train.bin"
     return inputs
 
 

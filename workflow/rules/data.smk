@@ -23,24 +23,40 @@ rule train_tokenizer:
         "../scripts/train_tokenizer.py"
 
 
-rule tokenize:
+rule tokenize_shard:
     input:
         corpus=corpus_files,
         tokenizer="results/data/tokenizer",
     output:
-        train="results/data/tokens/train.bin",
-        val="results/data/tokens/val.bin",
-        manifest="results/data/tokens/manifest.json",
+        train="results/data/tokens/shards/{shard}/train.bin",
+        val="results/data/tokens/shards/{shard}/val.bin",
+        part="results/data/tokens/shards/{shard}/part.json",
     params:
         data=config["data"],
+        shard=lambda wildcards: int(wildcards.shard),
+        shards=config["data"]["shards"],
     log:
-        "logs/data/tokenize.log",
+        "logs/data/tokenize_shard_{shard}.log",
     benchmark:
-        "benchmarks/data/tokenize.tsv"
+        "benchmarks/data/tokenize_shard_{shard}.tsv"
     threads: workflow.cores
     resources:
         mem_mb=4000,
         runtime=24 * 60,
+    conda:
+        "../../envs/softpick.yaml"
+    script:
+        "../scripts/tokenize_corpus.py"
+
+
+rule tokenize:
+    input:
+        parts=token_shard_parts,
+    output:
+        manifest="results/data/tokens/manifest.json",
+    log:
+        "logs/data/tokenize.log",
+    localrule: True
     conda:
         "../../envs/softpick.yaml"
     script:

@@ -11,7 +11,6 @@ rule dead_heads:
     input:
         model="results/{size}/{arm}/seed_{seed}/train/{ckpt}",
         manifest="results/data/tokens/manifest.json",
-        val="results/data/tokens/val.bin",
     output:
         ensure("results/{size}/{arm}/seed_{seed}/deadheads/{ckpt}.json", non_empty=True),
     params:

@@ -17,8 +17,6 @@ def multinode_resources(train):
 rule pretrain:
     input:
         manifest="results/data/tokens/manifest.json",
-        train="results/data/tokens/train.bin",
-        val="results/data/tokens/val.bin",
         tokenizer="results/data/tokenizer",
     output:
         metrics="results/{size}/{arm}/seed_{seed}/train/metrics.csv",

@@ -1,7 +1,7 @@
 """Snakemake adapter for two rules (dispatch on the rule name):
 
-- dead_heads: one exported checkpoint (input.model) + the validation shard (input.manifest,
-  input.val) -> its dead-head record output[0]; params.cfg = config `dead_heads:`, params.device.
+- dead_heads: one exported checkpoint (input.model) + the validation split (input.manifest;
+  every shard it lists) -> its dead-head record output[0]; params.cfg = config `dead_heads:`, params.device.
 - figure06_dead_heads: every record (inputs keyed "size|arm|ckpt") -> output PDF/PNG, one
   series per (size, arm); params.labels (size -> label), params.eps, params.title.
 """

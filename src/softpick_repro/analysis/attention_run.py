@@ -26,12 +26,12 @@ def load_model(model_dir: str | Path, device: torch.device):
     """An exported HF directory -> (model on `device`, tokenizer); nothing is unpickled."""
     from transformers import AutoTokenizer
 
-    from softpick_repro.model.loading import load_exported
+    from softpick_repro.model.llama_export import load_exported
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"not an exported model directory (no config.json): {model_dir}")
-    model = load_exported(model_dir, torch.float32)
+    model = load_exported(model_dir, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(f"{model_dir}: the tokenizer has {len(tokenizer)} ids but the model's "
@@ -50,7 +50,9 @@ def metric_windows(cfg: dict, seq_len: int, num_samples: int, *, manifest: str |
     if source == "slimpajama":
         sp = cfg["slimpajama"]
         return metric_text.slimpajama_windows(tokenizer, seq_len, num_samples, name=sp["name"],
-                                              config=sp["config"], split=sp["split"])
+                                              config=sp["config"], split=sp["split"],
+                                              text_column=sp.get("text_column", "text"),
+                                              data_files=sp.get("data_files"))
     raise ValueError(f"unknown metrics.text_source {source!r} (val_shard | slimpajama)")
 
 

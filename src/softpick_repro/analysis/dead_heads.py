@@ -38,7 +38,7 @@ def load_model(model_dir: str | os.PathLike, *, device: str = "auto",
                dtype: str | torch.dtype = "float32",
                masked_heads: Sequence[Sequence[int]] | None = None):
     """Load an exported model directory (safetensors, no remote code) in eval mode."""
-    from softpick_repro.model.loading import load_exported
+    from softpick_repro.model.llama_export import load_exported
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
@@ -47,7 +47,7 @@ def load_model(model_dir: str | os.PathLike, *, device: str = "auto",
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         dtype = DTYPES[dtype]
-    model = load_exported(model_dir, dtype)
+    model = load_exported(model_dir, dtype=dtype)
     if masked_heads is not None:
         model.set_masked_heads(masked_heads)
     return model.to(resolve_device(device)).eval()
@@ -254,7 +254,7 @@ def run_masked_eval(model_dir: str | os.PathLike, deadheads_json: str | os.PathL
     from transformers import AutoTokenizer
 
     from softpick_repro.evaluate.lm_eval_runner import evaluate_model
-    from softpick_repro.evaluate.run import configured_tasks, eval_dtype
+    from softpick_repro.evaluate.run import configured_tasks, dataset_overrides, eval_dtype
     from softpick_repro.evaluate.tasks import TABLE_METRICS
     from softpick_repro.io import dump_json, load_json, provenance
 
@@ -270,7 +270,8 @@ def run_masked_eval(model_dir: str | os.PathLike, deadheads_json: str | os.PathL
         out = evaluate_model(m, tokenizer, tasks, limit=eval_cfg["limit"] or None,
                              batch_size=eval_cfg["batch_size"], device=str(dev), task_dir=task_dir,
                              max_length=max_length, add_bos=eval_cfg["add_bos"],
-                             bootstrap_iters=eval_cfg["bootstrap_iters"])
+                             bootstrap_iters=eval_cfg["bootstrap_iters"],
+                             dataset_overrides=dataset_overrides(eval_cfg))
         runs.append({k: v for k, v in out.items() if k != "tasks"})
         return {name: task["metrics"] for name, task in out["tasks"].items()}
 

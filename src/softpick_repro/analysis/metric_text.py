@@ -10,9 +10,9 @@ Two sources:
   not enough of them do windows start at the BOS of shorter documents and run on into the
   following ones (packed, as in training). The choice is deterministic: candidates are taken
   evenly spaced over the shard. The counts of both kinds are reported.
-- `slimpajama`: the paper's text, `Phando/SlimPajama-val-sampled`, streamed from the hub with
-  `datasets`; the first `num_samples` documents with at least `seq_len` tokens (BOS
-  prepended), truncated. Needs network access; not exercised by the offline tests.
+- `slimpajama`: the paper's text, `Phando/SlimPajama-val-sampled`, streamed with `datasets`
+  from the hub or from local files in its format (config/paper_offline.yaml); the first
+  `num_samples` documents with at least `seq_len` tokens (BOS prepended), truncated.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from softpick_repro.integrity import verify_manifest_shard
 from softpick_repro.io import load_json
 
 
@@ -69,36 +68,36 @@ def select_windows(tokens: np.ndarray, bos_id: int, seq_len: int,
 
 def val_shard_windows(manifest_path: str | Path, seq_len: int,
                       num_samples: int) -> tuple[np.ndarray, dict]:
-    """Windows from `val.bin` next to `manifest_path` (dtype and BOS id from the manifest)."""
+    """Windows from the validation split of the token directory of `manifest_path` (every
+    shard, read as one array; dtype and BOS id from the manifest)."""
+    from softpick_repro.data.token_shards import open_split
+
     manifest_path = Path(manifest_path)
     manifest = load_json(manifest_path)
-    for key in ("dtype", "bos_id", "files"):
-        if key not in manifest:
-            raise MetricTextError(f"{manifest_path} lacks the key {key!r}")
-    shard = manifest_path.parent / manifest["files"]["val"]
-    if not shard.exists():
-        raise FileNotFoundError(f"validation shard missing: {shard}")
-    verify_manifest_shard(manifest, manifest_path.parent, "val")  # once per process
-    tokens = np.memmap(shard, dtype=manifest["dtype"], mode="r")
+    if "bos_id" not in manifest:
+        raise MetricTextError(f"{manifest_path} lacks the key 'bos_id'")
+    tokens = open_split(manifest_path.parent, "val", manifest)
     windows, info = select_windows(tokens, int(manifest["bos_id"]), seq_len, num_samples)
-    info["shard"] = str(shard)
+    info["shard"] = tokens.name
     return windows, info
 
 
 def slimpajama_windows(tokenizer, seq_len: int, num_samples: int, *,
                        name: str = "Phando/SlimPajama-val-sampled", config: str | None = None,
-                       split: str = "test", max_documents: int = 1_000_000
-                       ) -> tuple[np.ndarray, dict]:
-    """Windows from the paper's metric text, streamed (BOS + document ids, truncated)."""
-    from datasets import load_dataset
+                       split: str = "test", max_documents: int = 1_000_000,
+                       text_column: str = "text", data_files=None) -> tuple[np.ndarray, dict]:
+    """Windows from the paper's metric text, streamed (BOS + document ids, truncated): the hub
+    dataset, or local files of it (`data_files`, builder `name` e.g. parquet) by the same call."""
+    from softpick_repro.data.corpus import open_stream
 
     bos = tokenizer.bos_token_id
     if bos is None:
         raise MetricTextError("the tokenizer has no BOS token; the sink metrics need one")
-    stream = load_dataset(name, config, split=split, streaming=True)
+    stream = open_stream(name, config, data_files=data_files, split=split, text_column=text_column,
+                         key="metrics.slimpajama")
     rows, seen = [], 0
     for seen, example in enumerate(stream, start=1):
-        text = example.get("text")
+        text = example.get(text_column)
         if not isinstance(text, str) or not text.strip():
             continue
         ids = tokenizer(text, add_special_tokens=False)["input_ids"][: seq_len - 1]

@@ -55,19 +55,51 @@ def iter_documents(corpus_dir: str | Path) -> Iterator[str]:
             raise ValueError(f"corpus file {path} holds no documents (empty after decompression)")
 
 
-def iter_fineweb_documents(name: str = "HuggingFaceFW/fineweb-edu", config: str = "sample-100BT",
-                           split: str = "train", text_field: str = "text") -> Iterator[str]:
-    """Stream documents from a hub dataset (the paper's FineWeb-Edu sample-100BT).
+def iter_embedded_shard(corpus_dir: str | Path, shard: int = 0, shards: int = 1) -> Iterator[str]:
+    """Shard `shard` of `shards` of the embedded corpus: every `shards`-th document."""
+    for i, doc in enumerate(iter_documents(corpus_dir)):
+        if i % shards == shard:
+            yield doc
 
-    Needs network access to the dataset hub; `datasets` is imported here so that the
-    offline pipeline never needs it. Rows without text are skipped.
+
+def open_stream(name: str, config: str | None = None, *, data_files=None, split: str = "train",
+                text_column: str = "text", key: str = "data.fineweb"):
+    """A streamed `datasets` split: a hub dataset by name, or local files of a builder
+    (`name` parquet / json with `data_files`), one call either way. Checks first, with
+    one-line errors naming `key`: that a hub name is reachable (or cached when offline) and
+    that the text column exists (`remote_checks`)."""
+    from datasets import load_dataset
+
+    from softpick_repro.remote_checks import check_data_files, check_hub_source, check_text_column
+
+    if data_files:
+        check_data_files(data_files, key=f"{key}.data_files")
+    else:
+        check_hub_source(name, repo_type="dataset", key=f"{key}.name")
+
+    stream = load_dataset(name, config, data_files=data_files or None, split=split, streaming=True)
+    check_text_column(stream, text_column, where=f"{name}" + (f"/{config}" if config else ""),
+                      key=f"{key}.text_column")
+    return stream
+
+
+def iter_fineweb_documents(name: str = "HuggingFaceFW/fineweb-edu", config: str | None = "sample-100BT",
+                           split: str = "train", text_column: str = "text", *, data_files=None,
+                           shard: int = 0, shards: int = 1) -> Iterator[str]:
+    """Stream documents of a FineWeb-Edu-like dataset (the paper's sample-100BT by default).
+
+    Hub name or local parquet/jsonl files with FineWeb-Edu's columns go through the same
+    `datasets.load_dataset(..., streaming=True)`. Shard `shard` of `shards` is a contiguous
+    block of the dataset's files (`IterableDataset.shard`), so `shards` jobs read disjoint
+    files; there must be at least as many files as shards. Rows without text are skipped.
     """
-    try:
-        from datasets import load_dataset
-    except ImportError as err:  # pragma: no cover - datasets is a pinned dependency
-        raise ImportError("streaming FineWeb-Edu needs the `datasets` package") from err
-    stream = load_dataset(name, config, split=split, streaming=True)
+    stream = open_stream(name, config, data_files=data_files, split=split, text_column=text_column)
+    if shards > 1:
+        if shards > stream.num_shards:
+            raise ValueError(f"data.shards={shards} exceeds the {stream.num_shards} file(s) of "
+                             f"{name}: each shard job reads whole files")
+        stream = stream.shard(num_shards=shards, index=shard, contiguous=True)
     for row in stream:
-        text = row.get(text_field)
+        text = row.get(text_column)
         if isinstance(text, str) and text.strip():
             yield text

@@ -96,20 +96,87 @@ def _task_metrics(raw: dict) -> dict:
     return out
 
 
+LOCAL_DATASETS_GROUP = "softpick_local_datasets"
+
+
+def resolve_local_paths(value):
+    """data_files paths (str, list, or split -> either) made absolute: lm-eval resolves
+    relative paths against the working directory of whoever loads the task."""
+    import os
+
+    if isinstance(value, str):
+        return os.path.abspath(os.path.expanduser(value))
+    if isinstance(value, list):
+        return [resolve_local_paths(v) for v in value]
+    if isinstance(value, dict):
+        return {k: resolve_local_paths(v) for k, v in value.items()}
+    return value
+
+
+def task_requests(lm_names: Sequence[str], dataset_overrides: dict | None) -> list:
+    """What `simple_evaluate(tasks=...)` gets: registered task names as they are, and the
+    tasks with a local dataset as overrides of lm-eval's own task configs. lm-eval applies
+    overrides to a registered task only inside a group's task list (`{"task": name, key:
+    value}`), so those go into one group; their task names and definitions stay lm-eval's."""
+    overrides = dataset_overrides or {}
+    plain = [n for n in lm_names if n not in overrides]
+    local = []
+    for name in lm_names:
+        if name not in overrides:
+            continue
+        entry = dict(overrides[name])
+        kwargs = dict(entry.get("dataset_kwargs") or {})
+        if "data_files" in kwargs:
+            kwargs["data_files"] = resolve_local_paths(kwargs["data_files"])
+        local.append({"task": name, "dataset_path": entry["dataset_path"],
+                      "dataset_name": entry.get("dataset_name"), "dataset_kwargs": kwargs})
+    return plain + ([{"group": LOCAL_DATASETS_GROUP, "task": local}] if local else [])
+
+
+# lm-eval's own task directories (under lm_eval/tasks/) of the paper's tasks: indexing only
+# these instead of all ~14k YAMLs saves most of a small evaluation's time; the YAMLs read are
+# lm-eval's own, so the task definitions are the same.
+PAPER_TASK_DIRS = {"arc_easy": "arc", "lambada_openai": "lambada", "piqa": "piqa", "sciq": "sciq",
+                   "wikitext": "wikitext"}
+
+
+def task_manager(builtin: Sequence[str], task_dir: str | None):
+    """An lm-eval TaskManager that knows the generated tasks of `task_dir` and the registered
+    tasks `builtin` (only their own directories when all are the paper's, else every task)."""
+    from pathlib import Path
+
+    import lm_eval.tasks
+    from lm_eval.tasks import TaskManager
+
+    paths = [str(task_dir)] if task_dir else []
+    if builtin and all(name in PAPER_TASK_DIRS for name in builtin):
+        root = Path(lm_eval.tasks.__file__).parent
+        paths += sorted({str(root / PAPER_TASK_DIRS[name]) for name in builtin})
+        manager = TaskManager(include_path=paths, include_defaults=False)
+    else:
+        manager = TaskManager(include_path=paths or None, include_defaults=bool(builtin))
+    if builtin:
+        from softpick_repro.remote_checks import check_lm_eval_tasks
+
+        check_lm_eval_tasks(builtin, manager.all_tasks)
+    return manager
+
+
 def evaluate_model(model, tokenizer, tasks: Sequence[TaskSpec], *, limit: int | None = None,
                    batch_size: int = 8, device: str | None = "auto", task_dir: str | None = None,
                    max_length: int | None = None, add_bos: bool = True,
-                   bootstrap_iters: int = 1000, seed: int = 1234) -> dict:
+                   bootstrap_iters: int = 1000, seed: int = 1234,
+                   dataset_overrides: dict | None = None) -> dict:
     """Evaluate `model` 0-shot on `tasks`; returns the result dict described in the module doc.
 
     `limit`: at most this many documents per task (None or 0 = all; lm-eval takes the first
     ones in file order). `task_dir`: the directory written by `tasks.write_task_dir`
     (needed for embedded tasks). `max_length`: token window (None = model's
-    max_position_embeddings). A model already placed by a quantizer (bitsandbytes, HQQ)
+    max_position_embeddings). `dataset_overrides`: lm-eval task -> {dataset_path,
+    dataset_name, dataset_kwargs} read instead of the hub (`task_requests`). A model already placed by a quantizer (bitsandbytes, HQQ)
     is not moved; others are moved to `device`.
     """
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
     if not tasks:
         raise ValueError("no evaluation tasks given")
@@ -124,16 +191,15 @@ def evaluate_model(model, tokenizer, tasks: Sequence[TaskSpec], *, limit: int | 
                            max_length=max_length or None, add_bos=add_bos)
     # Indexing lm-eval's ~14k built-in task YAMLs takes most of a small run: skip it when
     # every task is one of our generated ones.
-    builtin = any(not t.lm_eval_task.startswith(TASK_PREFIX) for t in tasks)
+    builtin = [t.lm_eval_task for t in tasks if not t.lm_eval_task.startswith(TASK_PREFIX)]
     if not builtin and task_dir is None:
         raise ValueError("generated (sp_*) tasks need task_dir, the directory write_task_dir made")
-    manager = TaskManager(include_path=str(task_dir) if task_dir else None,
-                          include_defaults=builtin)
+    manager = task_manager(builtin, task_dir)
     by_lm_name = {t.lm_eval_task: t for t in tasks}
     start = time.perf_counter()
     with torch.inference_mode():
         results = lm_eval.simple_evaluate(
-            model=lm, tasks=list(by_lm_name), num_fewshot=0, limit=limit or None,
+            model=lm, tasks=task_requests(list(by_lm_name), dataset_overrides), num_fewshot=0, limit=limit or None,
             task_manager=manager, log_samples=False, bootstrap_iters=bootstrap_iters,
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
             fewshot_random_seed=seed)

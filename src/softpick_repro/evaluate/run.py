@@ -36,6 +36,13 @@ def configured_tasks(eval_cfg: dict, task_dir: str | Path | None):
     return paper_task_specs(eval_cfg["tasks"]["lm_eval"])
 
 
+def dataset_overrides(eval_cfg: dict) -> dict | None:
+    """lm-eval task -> local dataset location (`eval.lm_eval_datasets`), for lm-eval's tasks."""
+    if eval_cfg["source"] != "lm_eval":
+        return None
+    return eval_cfg.get("lm_eval_datasets") or None
+
+
 def evaluate_export(model_dir: str | Path, quant: str, eval_cfg: dict, quant_cfg: dict, *,
                     task_dir: str | Path | None = None, tokens_dir: str | Path | None = None,
                     device: str = "auto", max_length: int | None = None,
@@ -47,14 +54,14 @@ def evaluate_export(model_dir: str | Path, quant: str, eval_cfg: dict, quant_cfg
     """
     from transformers import AutoTokenizer
 
-    from softpick_repro.model.loading import load_exported
+    from softpick_repro.model.llama_export import load_exported
 
     spec = parse_quant(quant)
     tasks = configured_tasks(eval_cfg, task_dir)
     dev = resolve_device(device)
     dtype = eval_dtype(eval_cfg["dtype"], dev)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
-    model = load_exported(model_dir, dtype)
+    model = load_exported(model_dir, dtype=dtype)
     model.to(dev).eval()
     if max_length:  # lm-eval would silently run past the model's positions
         check_context(model.config, max_length, "eval.max_length")
@@ -81,7 +88,8 @@ def evaluate_export(model_dir: str | Path, quant: str, eval_cfg: dict, quant_cfg
         model, tokenizer, tasks, limit=eval_cfg["limit"] or None,
         batch_size=eval_cfg["batch_size"], device=str(dev), task_dir=task_dir,
         max_length=max_length, add_bos=eval_cfg["add_bos"],
-        bootstrap_iters=eval_cfg["bootstrap_iters"])
+        bootstrap_iters=eval_cfg["bootstrap_iters"],
+        dataset_overrides=dataset_overrides(eval_cfg))
     cfg = {"eval": eval_cfg, "quantization": quant_cfg if spec.method else None}
     return {**(meta or {}), "quant": spec.name, "model_dir": str(model_dir),
             "quantization": qrecord, **result, "provenance": provenance(cfg)}

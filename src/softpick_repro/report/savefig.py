@@ -16,7 +16,9 @@ def save_figure(fig, stem: str | Path) -> list[Path]:
     for suffix in (".pdf", ".png"):
         buffer = io.BytesIO()
         fig.savefig(buffer, format=suffix[1:], dpi=150, bbox_inches="tight")
-        atomic_write_bytes(stem.with_suffix(suffix), buffer.getvalue())
-        outputs.append(stem.with_suffix(suffix))
+        # appended, not with_suffix: a size name like 1.8b puts a dot in the stem
+        path = stem.with_name(stem.name + suffix)
+        atomic_write_bytes(path, buffer.getvalue())
+        outputs.append(path)
     plt.close(fig)
     return outputs

@@ -1,7 +1,8 @@
 """Packed training sequences read from the token shards of the tokenization stage.
 
-Shards: `{train,val}.bin` are flat arrays of token ids (documents already start with BOS
-and are concatenated), dtype and counts given by `manifest.json` beside them.
+Shards: flat arrays of token ids (documents already start with BOS and are concatenated),
+one or more parts per split listed by `manifest.json`; `softpick_repro.data.token_shards`
+reads them as one array.
 
 Packing: window i is `tokens[i*T : i*T + T + 1]` for sequence length T, so adjacent
 windows share one boundary token and every token after the first is a target exactly once;
@@ -16,51 +17,22 @@ processes or accumulation steps share a batch, and resuming needs only that inte
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from softpick_repro.integrity import verify_manifest_shard
-from softpick_repro.io import load_json
-
-_DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
-
+from softpick_repro.data import token_shards
 
 def read_manifest(tokens_dir: str | os.PathLike) -> dict:
-    """Load and check `manifest.json` of a token-shard directory."""
-    path = Path(tokens_dir) / "manifest.json"
-    manifest = load_json(path)
-    for key in ("dtype", "vocab_size", "tokens"):
-        if key not in manifest:
-            raise ValueError(f"{path}: manifest lacks the key {key!r}")
-    if manifest["dtype"] not in _DTYPES:
-        raise ValueError(f"{path}: dtype must be one of {sorted(_DTYPES)}, got {manifest['dtype']!r}")
-    return manifest
+    """Load and check `manifest.json` of a token directory (`data.token_shards`)."""
+    return token_shards.read_manifest(tokens_dir)
 
 
 def open_shard(tokens_dir: str | os.PathLike, split: str, manifest: dict | None = None,
-               verify: bool = True) -> np.ndarray:
-    """Memory-map `{split}.bin`, checking its size and (once per process) its sha256 against
-    the manifest."""
-    tokens_dir = Path(tokens_dir)
-    manifest = manifest or read_manifest(tokens_dir)
-    path = tokens_dir / f"{split}.bin"
-    if not path.exists():
-        raise FileNotFoundError(f"missing token shard: {path}")
-    dtype = np.dtype(_DTYPES[manifest["dtype"]])
-    size = path.stat().st_size
-    if size % dtype.itemsize:
-        raise ValueError(f"{path}: {size} bytes is not a whole number of {manifest['dtype']} tokens")
-    count = size // dtype.itemsize
-    expected = manifest["tokens"].get(split)
-    if expected is not None and int(expected) != count:
-        raise ValueError(f"{path}: holds {count} tokens but manifest.json says {expected}")
-    if count == 0:
-        raise ValueError(f"{path}: token shard is empty")
-    if verify:
-        verify_manifest_shard(manifest, tokens_dir, split)
-    return np.memmap(path, dtype=dtype, mode="r", shape=(count,))
+               verify: bool = True):
+    """Every part of `split` as one flat read-only array (`data.token_shards.open_split`),
+    sizes checked against the manifest and, with `verify`, contents against its sha256s."""
+    return token_shards.open_split(tokens_dir, split, manifest, verify=verify)
 
 
 class PackedWindows:

@@ -86,10 +86,15 @@ def check_tokenizer_dir(tokenizer_dir: str | os.PathLike) -> Path:
 
 def save_model_files(model, directory: Path) -> None:
     """config.json, model.safetensors and generation_config.json (BOS/EOS/PAD from the model
-    config) of `model` into `directory`; shared by training exports and released-model imports."""
+    config) of `model` into `directory`; shared by training exports and released-model imports.
+    A softmax model without masked heads is written as a Llama (`model.llama_export`)."""
     from transformers import GenerationConfig
 
+    from softpick_repro.model.llama_export import as_llama, is_plain_llama
+
     config = model.config
+    if is_plain_llama(config):  # loads anywhere as transformers' own Llama (llama_export)
+        model = as_llama(model)
     model.generation_config = GenerationConfig(
         bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
         pad_token_id=config.pad_token_id if config.pad_token_id is not None else config.eos_token_id)

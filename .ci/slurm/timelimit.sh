@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # A pretrain job whose SLURM time limit is shorter than its training: SLURM kills it at the
 # limit (OverTimeLimit=0 in .ci/slurm/setup.sh), the profile's `retries` resubmit it, each
-# attempt resumes from checkpoints/{size}/{arm}/, and the finished run's weights equal, tensor
+# attempt resumes from checkpoints/{size}/{arm}/seed_{seed}/{key}/, and the finished run's weights equal, tensor
 # for tensor, those of one uninterrupted run of the same training config.
 #
-#   bash .ci/slurm/timelimit.sh [SIZE/ARM] [CONFIGFILE ...]   (default micro-s/softmax, config/smoke.yaml)
+#   bash .ci/slurm/timelimit.sh [SIZE/ARM/seed_SEED] [CONFIGFILE ...]   (default micro-s/softmax/seed_79, config/smoke.yaml)
 #
 # The job gets a 2-minute limit and sleeps 4 s after each step (the trainer's test hook
 # SOFTPICK_REPRO_TEST_STEP_SLEEP) so that its 30 steps need over two minutes after the job's
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
-RUN=${1:-micro-s/softmax}
+RUN=${1:-micro-s/softmax/seed_79}
 shift || true
 CONFIGS=("$@")
 [[ ${#CONFIGS[@]} -gt 0 ]] || CONFIGS=(config/smoke.yaml)

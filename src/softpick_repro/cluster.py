@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--min-timeouts", type=int, default=0, help="jobs that must have hit their limit")
     compare = sub.add_parser("compare-uninterrupted",
                              help="retrain a finished run without interruption, compare its weights")
-    compare.add_argument("run_dir", help="results/{size}/{arm}/train of the finished run")
+    compare.add_argument("run_dir", help="results/{size}/{arm}/seed_{seed}/train of the finished run")
     compare.add_argument("tokens_dir")
     args = parser.parse_args(argv)
     if args.command == "compare-uninterrupted":

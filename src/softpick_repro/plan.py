@@ -20,6 +20,16 @@ from __future__ import annotations
 from softpick_repro.config import ConfigError
 
 GROUPS = ("main_arms", "appendix_arms", "variant_arms")
+STAGES = ("benchmarks", "quantization", "passkey", "dead_heads")
+
+
+def stage_enabled(config: dict, stage: str) -> bool:
+    """Whether `stages.<stage>` is on (every stage is on when the section is absent);
+    quantization needs benchmarks, since it is the quantized benchmark evaluation."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+    on = bool(config.get("stages", {}).get(stage, True))
+    return on and (stage != "quantization" or stage_enabled(config, "benchmarks"))
 
 
 def sizes(config: dict) -> list[str]:
@@ -109,12 +119,16 @@ def training_runs(config: dict) -> list[tuple[str, str]]:
 def quants(config: dict) -> list[str]:
     from softpick_repro.evaluate.quantize import quant_names
 
+    if not stage_enabled(config, "quantization"):
+        return []
     return quant_names(config["quantization"]["methods"])
 
 
 def evaluations(config: dict) -> list[tuple[str, str, str]]:
     """(size, arm, quant): main and appendix arms unquantized, main arms at every width."""
     runs = []
+    if not stage_enabled(config, "benchmarks"):
+        return runs
     for size, arm in model_runs(config):
         if arm in config["runs"]["variant_arms"]:
             continue
@@ -152,6 +166,8 @@ def attention_map_runs(config: dict) -> list[tuple[str, str]]:
 
 
 def deadheads_runs(config: dict) -> list[tuple[str, str]]:
+    if not stage_enabled(config, "dead_heads"):
+        return []
     return [(size, arm) for size in sizes(config) for arm in config["dead_heads"]["arms"]
             if arm in model_arms(config, size)]
 
@@ -164,6 +180,8 @@ def deadheads_ckpts(config: dict, size: str, arm: str) -> list[str]:
 
 
 def passkey_runs(config: dict) -> list[tuple[str, str]]:
+    if not stage_enabled(config, "passkey"):
+        return []
     return [(size, arm) for size in sizes(config) for arm in config["passkey"]["arms"]
             if arm in model_arms(config, size)]
 

@@ -211,4 +211,9 @@ def configured_documents(data_cfg: dict) -> tuple[Iterator[str], str]:
         fw = data_cfg["fineweb"]
         return (corpus.iter_fineweb_documents(fw["name"], fw["config"]),
                 f"hub:{fw['name']}/{fw['config']}")
+    if data_cfg["source"] == "synthetic":
+        from .data import synthetic_tasks
+
+        task, documents = synthetic_tasks.task_from_data_config(data_cfg)
+        return task.documents(documents), synthetic_tasks.source_hash(task, documents)
     raise TokenizationError(f"unknown data.source {data_cfg['source']!r}")

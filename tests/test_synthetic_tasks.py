@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from softpick_repro.config import REPO_ROOT, ConfigError, load_config
+from softpick_repro.analysis.metrics import uniform_first_token_mass
 from softpick_repro.data.synthetic_tasks import (SyntheticTaskError, TriggerCopyTask,
-                                                 save_symbol_tokenizer, task_from_data_config,
-                                                 uniform_first_token_mass)
+                                                 save_symbol_tokenizer, task_from_data_config)
 
 TASK = TriggerCopyTask(symbols=16, copy_offsets=(1, 3), triggers_per_offset=2, trigger_prob=0.2,
                        length=63, seed=5)
@@ -161,6 +161,12 @@ def test_sinklab_config_plans_training_and_attention_only():
     # every training window is one whole document (BOS + length symbols)
     assert cfg["train"]["seq_len"] == cfg["data"]["synthetic"]["length"] + 1
     assert cfg["metrics"]["seq_len"] >= 64
+    from softpick_repro import cost
+
+    rules = [job.rule for job in cost.plan_jobs(cfg)]
+    # 2 sizes x 2 main arms + 6 arms stopped at 10% (Table 3); no evaluation-side jobs
+    assert rules.count("pretrain") == 10
+    assert not {"evaluate", "dead_heads", "masked_eval", "passkey"} & set(rules)
 
 
 def test_map_sequences_from_the_validation_shard(tmp_path):

@@ -28,7 +28,8 @@ def planned_rules(result):
     return rules
 
 
-@pytest.mark.parametrize("overlay", [[], ["--configfile", "config/smoke.yaml"], ["--configfile", "config/paper.yaml"]])
+@pytest.mark.parametrize("overlay", [[], ["--configfile", "config/smoke.yaml"], ["--configfile", "config/paper.yaml"],
+                                     ["--configfile", "config/sinklab.yaml"]])
 def test_dry_run_plans(overlay):
     result = snakemake("-n", "--quiet", "rules", "--rerun-incomplete", *overlay)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -10,7 +10,8 @@ setting is appended to --out, with wall and CPU time (user + sys of this process
     nice -n 15 python tools/sinklab_search.py --name base --steps 1000 [--lr 3e-3 ...]
 
 Settings are given by flags (see --help); the row records every value, so a row's command
-is `python tools/sinklab_search.py` plus its `argv`.
+is `python tools/sinklab_search.py` plus its `argv`. `python tools/sinklab_search.py table
+[FILE]` prints the rows as the Markdown table of docs/SINKLAB.md.
 """
 from __future__ import annotations
 
@@ -134,8 +135,43 @@ def run_arm(args, arm: str, tokens: Path, work: Path) -> dict:
             "train_wall_s": train_wall, "train_cpu_s": train_cpu, "n_params": summary["n_params"]}
 
 
+def markdown_table(path: str) -> str:
+    """The rows of a results file as the Markdown table of docs/SINKLAB.md."""
+    def arm(row, name, key, fmt):
+        res = row["arms"].get(name)
+        return fmt.format(res[key]) if res else "-"
+
+    lines = ["| setting | softmax sink @0.3 (@0.2) | softpick sink @0.3 | uniform @0.3 | kurtosis sm / sp | "
+             "max abs sm / sp | val loss sm / sp | CPU s sm / sp (wall s) | command |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for text in Path(path).read_text().splitlines():
+        row = json.loads(text)
+        argv = row["argv"]
+        # scratch and output locations do not change the numbers
+        command = [a for i, a in enumerate(argv) if a not in ("--out", "--work")
+                   and (i == 0 or argv[i - 1] not in ("--out", "--work"))]
+        sm = row["arms"].get("softmax")
+        sink = f"{sm['sink_eps0.3']:.1f}% ({sm['sink_eps0.2']:.1f}%)" if sm else "-"
+        walls = "/".join(f"{r['wall_s']:.0f}" for r in row["arms"].values())
+        ratios = (f" ({row['kurtosis_ratio']:.1f}x)" if "kurtosis_ratio" in row else "",
+                  f" ({row['max_abs_ratio']:.1f}x)" if "max_abs_ratio" in row else "")
+        lines.append(
+            f"| {row['name']} | {sink} | {arm(row, 'softpick', 'sink_eps0.3', '{:.1f}%')} | "
+            f"{row['uniform_sink_eps0.3_pct']:.0f}% (alpha {row['uniform_alpha']:.3f}) | "
+            f"{arm(row, 'softmax', 'kurtosis', '{:.1f}')} / {arm(row, 'softpick', 'kurtosis', '{:.1f}')}{ratios[0]} | "
+            f"{arm(row, 'softmax', 'max_abs', '{:.2f}')} / {arm(row, 'softpick', 'max_abs', '{:.2f}')}{ratios[1]} | "
+            f"{arm(row, 'softmax', 'val_loss', '{:.4f}')} / {arm(row, 'softpick', 'val_loss', '{:.4f}')} | "
+            f"{arm(row, 'softmax', 'cpu_s', '{:.0f}')} / {arm(row, 'softpick', 'cpu_s', '{:.0f}')} ({walls}) | "
+            f"`python tools/sinklab_search.py {' '.join(command)}` |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
-    from softpick_repro.data.synthetic_tasks import TriggerCopyTask, uniform_first_token_mass
+    if argv[:1] == ["table"]:
+        print(markdown_table(argv[1] if len(argv) > 1 else "docs/sinklab_search.jsonl"))
+        return 0
+    from softpick_repro.analysis.metrics import uniform_first_token_mass
+    from softpick_repro.data.synthetic_tasks import TriggerCopyTask
 
     args = parse(argv)
     task = TriggerCopyTask(symbols=args.symbols, copy_offsets=tuple(int(o) for o in args.offsets.split(",")),

@@ -148,14 +148,6 @@ class TriggerCopyTask:
                 f"{self.length} symbols per document, seed {self.seed}")
 
 
-def uniform_first_token_mass(seq_len: int) -> float:
-    """alpha of a head that attends uniformly over its causal prefix: mean over t of 1/(t+1).
-
-    The sink-rate baseline: at eps below this value, uniform attention alone counts as a sink.
-    """
-    return float(np.mean(1.0 / np.arange(1, seq_len + 1)))
-
-
 def task_from_data_config(data_cfg: dict) -> tuple[TriggerCopyTask, int]:
     """The task and document count of the config's `data.synthetic` section."""
     syn = data_cfg.get("synthetic")

@@ -9,6 +9,8 @@ Conventions (config keys: workflow/schemas/config.schema.yaml):
 - sizes are config order, smallest first; the main arms run at every size, the appendix and
   variant arms only at the smallest;
 - a variant arm stops at round(steps * runs.variant_fraction) of its size's full schedule;
+- `stages:` switches off whole stages (benchmarks, quantization, passkey, dead heads): their
+  jobs, tables and figures leave the plan (config/sinklab.yaml);
 - released-model mode (`released_models.enabled`): each listed (size, arm) is imported from
   the authors' fla checkpoint instead of trained. Only its final model exists, so everything
   that needs intermediate steps or training logs leaves it out: Table 3 (step-10% metrics),

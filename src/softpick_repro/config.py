@@ -99,6 +99,14 @@ def _check_cross_keys(config: dict) -> None:
         raise ConfigError(
             f"config error at tokenizer.vocab_size: {tok['vocab_size']} is too small: a byte-level "
             f"BPE needs 3 special tokens + 256 byte symbols + at least one merge (>= 260)")
+    synthetic = config["data"]["source"] == "synthetic"
+    if synthetic != (tok["kind"] == "symbols"):
+        raise ConfigError(
+            f"config error at tokenizer.kind: data.source {config['data']['source']!r} with tokenizer.kind "
+            f"{tok['kind']!r}; synthetic data needs kind symbols (one id per symbol) and kind symbols "
+            f"needs data.source synthetic")
+    if synthetic and "synthetic" not in config["data"]:
+        raise ConfigError("config error at data: data.source synthetic needs a data.synthetic section")
     names = [size["name"] for size in config["sizes"]]
     if len(set(names)) != len(names):
         raise ConfigError(f"config error at sizes: duplicate size names in {names}")

@@ -11,6 +11,8 @@ Conventions (config keys: workflow/schemas/config.schema.yaml):
 - a variant arm stops at round(steps * runs.variant_fraction) of its size's full schedule;
 - every (size, arm) run, and each job on it, is repeated once per seed of `runs.seeds`
   (results/{size}/{arm}/seed_{seed}/); the functions below list one seed's runs;
+- `stages:` switches off whole stages (benchmarks, quantization, passkey, dead heads): their
+  jobs, tables and figures leave the plan (config/sinklab.yaml);
 - released-model mode (`released_models.enabled`): each listed (size, arm) is imported from
   the authors' fla checkpoint instead of trained. Only its final model exists, so everything
   that needs intermediate steps or training logs leaves it out: Table 3 (step-10% metrics),
@@ -22,6 +24,16 @@ from __future__ import annotations
 from softpick_repro.config import ConfigError
 
 GROUPS = ("main_arms", "appendix_arms", "variant_arms")
+STAGES = ("benchmarks", "quantization", "passkey", "dead_heads")
+
+
+def stage_enabled(config: dict, stage: str) -> bool:
+    """Whether `stages.<stage>` is on (every stage is on when the section is absent);
+    quantization needs benchmarks, since it is the quantized benchmark evaluation."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+    on = bool(config.get("stages", {}).get(stage, True))
+    return on and (stage != "quantization" or stage_enabled(config, "benchmarks"))
 
 
 def seeds(config: dict) -> list[int]:
@@ -139,12 +151,16 @@ def training_runs(config: dict) -> list[tuple[str, str]]:
 def quants(config: dict) -> list[str]:
     from softpick_repro.evaluate.quantize import quant_names
 
+    if not stage_enabled(config, "quantization"):
+        return []
     return quant_names(config["quantization"]["methods"])
 
 
 def evaluations(config: dict) -> list[tuple[str, str, str]]:
     """(size, arm, quant): main and appendix arms unquantized, main arms at every width."""
     runs = []
+    if not stage_enabled(config, "benchmarks"):
+        return runs
     for size, arm in model_runs(config):
         if arm in config["runs"]["variant_arms"]:
             continue
@@ -184,6 +200,8 @@ def attention_map_runs(config: dict) -> list[tuple[str, str]]:
 
 
 def deadheads_runs(config: dict) -> list[tuple[str, str]]:
+    if not stage_enabled(config, "dead_heads"):
+        return []
     return [(size, arm) for size in sizes(config) for arm in config["dead_heads"]["arms"]
             if arm in model_arms(config, size)]
 
@@ -196,6 +214,8 @@ def deadheads_ckpts(config: dict, size: str, arm: str) -> list[str]:
 
 
 def passkey_runs(config: dict) -> list[tuple[str, str]]:
+    if not stage_enabled(config, "passkey"):
+        return []
     return [(size, arm) for size in sizes(config) for arm in config["passkey"]["arms"]
             if arm in model_arms(config, size)]
 

@@ -301,11 +301,23 @@ def _fineweb_documents(data_cfg: dict, shard: int, shards: int) -> tuple[Iterato
     return docs, source
 
 
+def _synthetic_documents(data_cfg: dict, shard: int, shards: int) -> tuple[Iterator[str], str]:
+    """Every `shards`-th generated document from `shard` on (the generator is deterministic)."""
+    import itertools
+
+    from .data import synthetic_tasks
+
+    task, documents = synthetic_tasks.task_from_data_config(data_cfg)
+    return (itertools.islice(task.documents(documents), shard, None, shards),
+            synthetic_tasks.source_hash(task, documents))
+
+
 # data.source -> (data_cfg, shard, shards) -> (documents of that shard, source hash).
 # A new source is one function and one entry here.
 DOCUMENT_SOURCES = {
     "embedded": _embedded_documents,
     "fineweb_edu": _fineweb_documents,
+    "synthetic": _synthetic_documents,
 }
 
 

@@ -1,7 +1,7 @@
 # Analysis stage: attention metrics and maps -> Tables 2 and 3, Figures 1, 4, 5 and 8-19.
 #
 #   results/{size}/{arm}/seed_{seed}/metrics/attention_{ckpt}.json               metrics (ckpt: final | step_N)
-#   results/{size}/{arm}/seed_{seed}/metrics/attention_maps_{ckpt}.safetensors   maps on the 3 appendix texts
+#   results/{size}/{arm}/seed_{seed}/metrics/attention_maps_{ckpt}.safetensors   maps on 3 texts (metrics.map_text)
 #
 # Uses SIZES, ARMS_BY_GROUP and variant_step(size) from common.smk. Figures 8-19: for the
 # smallest size 8-13, for the second 14-19; within a size text-major, softmax before
@@ -32,7 +32,7 @@ rule attention_metrics:
 
 rule attention_maps:
     input:
-        model="results/{size}/{arm}/seed_{seed}/train/{ckpt}",
+        unpack(attention_map_inputs),
     output:
         ensure("results/{size}/{arm}/seed_{seed}/metrics/attention_maps_{ckpt}.safetensors", non_empty=True),
     params:

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from softpick_repro.config import ConfigError, validate_config
-from softpick_repro.plan import released_models
+from softpick_repro.plan import released_models, stage_enabled
 from softpick_repro.plan import train_params as plan_train_params
 from softpick_repro.plancheck import check_plan
 
@@ -264,6 +264,13 @@ def attention_metric_inputs(wildcards):
     return inputs
 
 
+def attention_map_inputs(wildcards):
+    inputs = {"model": f"{run_dir(wildcards.size, wildcards.arm, wildcards.seed)}/train/{wildcards.ckpt}"}
+    if METRICS_CFG.get("map_text", "appendix") == "val_shard":
+        inputs["manifest"] = "results/data/tokens/manifest.json"
+    return inputs
+
+
 def table2_inputs(seed=FIRST_SEED):
     """(size, arm) -> metrics of the final model, every size x main arm, column order."""
     return {(size, arm): f"{run_dir(size, arm, seed)}/metrics/attention_final.json"
@@ -322,15 +329,20 @@ from softpick_repro.report.benchmark_tables import benchmark_table_stems
 
 EVAL_CFG = config["eval"]
 QUANT_CFG = config["quantization"]
-QUANTS = quant_names(QUANT_CFG["methods"])
+# stages.quantization / stages.benchmarks off: no quantized evaluations / no evaluations at all
+QUANT_METHODS_ON = QUANT_CFG["methods"] if stage_enabled(config, "quantization") else {}
+QUANTS = quant_names(QUANT_METHODS_ON)
 TASK_DIR = "results/data/eval_tasks"
-TABLE_STEMS = benchmark_table_stems(config["sizes"], ARMS_BY_GROUP, QUANT_CFG["methods"])
+TABLE_STEMS = (benchmark_table_stems(config["sizes"], ARMS_BY_GROUP, QUANT_METHODS_ON)
+               if stage_enabled(config, "benchmarks") else {})
 
 
 def evaluations():
     """(size, arm, quant): every trained main/appendix arm unquantized (Tables 1, 7), and
     the main arms at every configured width (Tables 8-13, Figure 3)."""
     runs = []
+    if not stage_enabled(config, "benchmarks"):
+        return runs
     for size in SIZES:
         for arm in trained_arms(size):
             if arm in ARMS_BY_GROUP["variant_arms"]:
@@ -397,11 +409,15 @@ MASKED_EVAL_TASK_DIR = TASK_DIR
 
 def deadheads_runs():
     """(size, arm) pairs of Figure 6 and Table 5: dead_heads.arms where trained."""
+    if not stage_enabled(config, "dead_heads"):
+        return []
     return [(size, arm) for size in SIZES for arm in DEADHEADS_CFG["arms"] if arm in trained_arms(size)]
 
 
 def passkey_runs():
     """(size, arm) pairs of Table 4: passkey.arms where trained, in config order."""
+    if not stage_enabled(config, "passkey"):
+        return []
     return [(size, arm) for size in SIZES for arm in PASSKEY_CFG["arms"] if arm in trained_arms(size)]
 
 

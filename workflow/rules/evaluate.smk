@@ -63,7 +63,7 @@ rule benchmark_tables:
     params:
         sizes=config["sizes"],
         runs=ARMS_BY_GROUP,
-        methods=QUANT_CFG["methods"],
+        methods=QUANT_METHODS_ON,
     log:
         "logs/report/seed_{seed}/benchmark_tables.log",
     conda:
@@ -81,7 +81,7 @@ rule figure03_quantization:
         png=report("results/figures/figure03_quantization.png", caption="../report/figure03.rst", category="Figures"),
     params:
         sizes=config["sizes"],
-        methods=QUANT_CFG["methods"],
+        methods=QUANT_METHODS_ON,
         arms=ARMS_BY_GROUP["main_arms"],
     log:
         "logs/report/figure03_quantization.log",

@@ -82,17 +82,35 @@ def run_attention_metrics(model_dir: str | Path, out_path: str | Path, cfg: dict
     return result
 
 
+def map_sequences(cfg: dict, tokenizer, manifest: str | Path | None = None) -> list[tuple[list[int], list[str]]]:
+    """The three (ids, token labels) sequences of the maps, chosen by `cfg["map_text"]`.
+
+    appendix: the paper's appendix texts 1-3; val_shard: the first three `map_len`-token
+    windows of the validation shard that start at a document (synthetic data, where English
+    text is all unknown symbols).
+    """
+    source = cfg.get("map_text", "appendix")
+    if source == "appendix":
+        return [metric_text.encode_text(tokenizer, text) for text in TEXTS]
+    if source == "val_shard":
+        if manifest is None:
+            raise ValueError("metrics.map_text=val_shard needs the token manifest")
+        windows, _ = metric_text.val_shard_windows(manifest, int(cfg["map_len"]), len(TEXTS))
+        return [(row.tolist(), tokenizer.convert_ids_to_tokens(row.tolist())) for row in windows]
+    raise ValueError(f"unknown metrics.map_text {source!r} (appendix | val_shard)")
+
+
 def run_attention_maps(model_dir: str | Path, out_path: str | Path, cfg: dict, *,
-                       device: str = "auto", meta: dict | None = None) -> Path:
-    """Maps `[L, H, T, T]` of appendix texts 1-3 -> safetensors `text{k}` (+ `text{k}_ids`)."""
+                       device: str = "auto", meta: dict | None = None,
+                       manifest: str | Path | None = None) -> Path:
+    """Maps `[L, H, T, T]` of texts 1-3 (`map_sequences`) -> safetensors `text{k}` (+ `text{k}_ids`)."""
     from safetensors.torch import save_file
 
     dev = probe.resolve_device(device)
     dtype = probe.resolve_dtype(cfg["dtype"], dev)
     model, tokenizer = load_model(model_dir, dev)
     tensors, labels = {}, {}
-    for number, text in enumerate(TEXTS, start=1):
-        ids, tokens = metric_text.encode_text(tokenizer, text)
+    for number, (ids, tokens) in enumerate(map_sequences(cfg, tokenizer, manifest), start=1):
         tensors[f"text{number}"] = probe.attention_maps(model, ids, dtype).contiguous()
         tensors[f"text{number}_ids"] = torch.tensor(ids, dtype=torch.int64)
         labels[str(number)] = tokens

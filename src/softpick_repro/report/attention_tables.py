@@ -13,6 +13,7 @@ from typing import Mapping
 
 import pandas as pd
 
+from softpick_repro.analysis.metrics import uniform_first_token_mass
 from softpick_repro.io import load_json
 
 from .tables import format_value, write_table
@@ -42,7 +43,14 @@ def metric_rows(record: dict) -> list[tuple[str, str]]:
 def _protocol(records: list[dict]) -> str:
     parts = sorted({f"{r['num_samples']} sequences of {r['seq_len']} tokens, {r['dtype']} maps"
                     for r in records})
-    return "; ".join(parts)
+    return "; ".join(parts) + "; " + _uniform_baseline(records)
+
+
+def _uniform_baseline(records: list[dict]) -> str:
+    """What uniform attention alone would score: the floor a sink rate is read against."""
+    lengths = sorted({int(r["seq_len"]) for r in records if isinstance(r["seq_len"], int)})
+    return "; ".join(f"uniform attention over {t} tokens gives alpha = {uniform_first_token_mass(t):.3f}, "
+                     f"a sink rate of 100% at eps below it and 0% above" for t in lengths)
 
 
 def table2_frame(records: Mapping[tuple[str, str], dict]) -> pd.DataFrame:

@@ -7,4 +7,4 @@ start=$(date +%s)
 snakemake --cores 2 --configfile config/smoke.yaml --rerun-incomplete --show-failed-logs
 echo "smoke pipeline wall time: $(( $(date +%s) - start )) s"
 # Snakemake's own report of the smoke run (tables, figures and verdicts with their captions)
-snakemake --configfile config/smoke.yaml --report results/snakemake_report.html
+snakemake --cores 1 --configfile config/smoke.yaml --report results/snakemake_report.html

@@ -131,3 +131,8 @@ def test_write_tables_and_figure(eval_files, tmp_path):
     assert [p.suffix for p in figs] == [".pdf", ".png"]
     assert all(p.stat().st_size > 1000 for p in figs)
     assert figs[1].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_figure03_draws_several_seeds_as_mean_and_error_bars(eval_files, tmp_path):
+    figs = write_figure03(list(eval_files) * 2, SIZES, METHODS, tmp_path / "fig" / "figure03_two_seeds")
+    assert [p.suffix for p in figs] == [".pdf", ".png"] and all(p.stat().st_size > 1000 for p in figs)

@@ -40,6 +40,8 @@ def test_numbers_rounded_and_comparison_filtered_with_the_csv_linked(tmp_path):
     page = write_report(make_inputs(tmp_path), [], {}, tmp_path / "results" / "report.html", "T").read_text()
     assert "123.46" in page and "123.456789" not in page
     assert "51.00 ± 1.41" in page
+    from softpick_repro.report.html import _round
+    assert (_round("0.003"), _round("3e-4"), _round("0.10"), _round("200")) == ("0.003", "0.0003", "0.1", "200")
     comparison = page[page.index("id='comparison'"):]
     assert "2 published values, 1 comparable" in comparison
     assert "<a href='tables/paper_comparison.csv'>" in comparison

@@ -318,7 +318,7 @@ def test_released_mode_plans_and_runs_the_analysis(fla_checkpoints, tmp_path):
         assert record["released"] and record["step"] == 30 and record["arm"] == arm
         assert record["source"] == str(fla_checkpoints / arm) and record["tokenizer"] == "pipeline"
         metrics = load_json(wf / "results" / "micro-s" / arm / "seed_79" / "metrics" / "attention_final.json")
-        assert metrics["arm"] == arm and metrics["model_dir"].endswith(f"{arm}/train/final")
+        assert metrics["arm"] == arm and metrics["model_dir"].endswith(f"{arm}/seed_79/train/final")
     table = (wf / "results" / "tables" / "table02_attention_metrics.csv").read_text()
     assert "softmax" in table and "softpick" in table
     assert load_json(wf / "results" / "micro-s" / "softpick" / "seed_79" / "deadheads" / "final.json")["step"] == 30

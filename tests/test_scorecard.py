@@ -240,7 +240,7 @@ def test_seeds_use_the_pessimistic_end_of_the_interval(published):
     a.attention["340M"]["softpick"]["sparsity_pct"] = 99.0
     b.attention["340M"]["softpick"]["sparsity_pct"] = 85.0   # mean 92 >= 90, mean - std 82.1 < 90
     frame = evaluate_claims([a, b], RULES).set_index("claim")
-    assert frame.verdict["3"] == FAILS and "92.0 +- 9.9 (n=2)" in frame.evidence["3"]
+    assert frame.verdict["3"] == FAILS and "92.0 +- 9.9% (n=2)" in frame.evidence["3"]
     assert frame.margin["3"] == pytest.approx(92.0 - 9.8995 - 90.0, abs=1e-3)
     b.attention["340M"]["softpick"]["sparsity_pct"] = 97.0
     frame = evaluate_claims([a, b], RULES).set_index("claim")

@@ -345,16 +345,16 @@ class Merged:
 
     def text(self, k: float, pessimistic: bool) -> str:
         if len(self.values) == 1:
-            value = _num(self.values[0])
+            value = f"{_num(self.values[0])}{self.unit}"
         else:
             finite = all(math.isfinite(v) for v in self.values)
             std = statistics.stdev(self.values) if finite else math.nan
-            value = f"{_num(statistics.fmean(self.values))} +- {_num(std)} (n={len(self.values)})"
+            value = f"{_num(statistics.fmean(self.values))} +- {_num(std)}{self.unit} (n={len(self.values)})"
         threshold = _num(statistics.fmean(self.thresholds))
         basis = f" = {self.basis}" if self.basis and len(self.values) == 1 else ""
         mark = ("ok" if pessimistic else "present") if self.slack(k, pessimistic) >= 0 else \
             ("FAILS" if pessimistic else "lacking")
-        return f"{self.size}: {self.what} {value}{self.unit} (needs {self.op} {threshold}{self.unit}{basis}; {mark})"
+        return f"{self.size}: {self.what} {value} (needs {self.op} {threshold}{self.unit}{basis}; {mark})"
 
 
 def _merge(per_seed: list[list[Check]]) -> list[Merged]:

@@ -45,13 +45,16 @@ def caption_for(path: Path) -> str:
 
 
 def _round(cell: str, decimals: int = 2) -> str:
-    """Numbers as the paper prints them (2 decimals); labels, 'nan', 'a ± b' left alone."""
+    """Numbers as the paper prints them (2 decimals), values below 1 with 2 significant digits
+    (a learning rate of 0.003 must not read 0.00); labels, integers, 'nan', 'a ± b' left alone."""
     try:
         value = float(cell)
     except ValueError:
         return cell
     if not math.isfinite(value) or re.fullmatch(r"[+-]?\d+", cell.strip()):
         return cell
+    if value != 0 and abs(value) < 1:
+        return f"{value:.2g}"
     return f"{value:.{decimals}f}"
 
 

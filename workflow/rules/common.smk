@@ -257,6 +257,15 @@ def train_gpus(wildcards=None):
     return config["train"]["processes"] if USES_GPU else 0
 
 
+def multinode_resources(train):
+    """Across nodes (train.nodes > 1): the job's nodes, one task per node (its torchrun agent),
+    and the executor plugin's `mpi` resource, which makes the plugin run the job script in the
+    batch step instead of inside its own `srun -n1` (softpick_repro.train.launch starts one
+    agent per node with srun). Nothing for one node."""
+    nodes = train.get("nodes", 1)
+    return {"nodes": nodes, "tasks": nodes, "mpi": "torchrun"} if nodes > 1 else {}
+
+
 def attention_metric_inputs(wildcards):
     inputs = {"model": f"{run_dir(wildcards.size, wildcards.arm, wildcards.seed)}/train/{wildcards.ckpt}"}
     if METRICS_CFG["text_source"] == "val_shard":

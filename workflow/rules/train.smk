@@ -5,15 +5,6 @@
 # trains afresh under a new key and the previous run stays under its own.
 
 
-def multinode_resources(train):
-    """Across nodes (train.nodes > 1): the job's nodes, one task per node (its torchrun agent),
-    and the executor plugin's `mpi` resource, which makes the plugin run the job script in the
-    batch step instead of inside its own `srun -n1` (softpick_repro.train.launch starts one
-    agent per node with srun). Nothing for one node."""
-    nodes = train.get("nodes", 1)
-    return {"nodes": nodes, "tasks": nodes, "mpi": "torchrun"} if nodes > 1 else {}
-
-
 rule pretrain:
     input:
         manifest="results/data/tokens/manifest.json",

@@ -99,6 +99,7 @@ def test_symbol_tokenizer_gives_one_id_per_symbol(tmp_path):
 
 
 def test_data_stage_chain_writes_the_generator_ids(tmp_path):
+    from softpick_repro.data.token_shards import open_split
     from softpick_repro.tokenize import configured_documents, is_validation, tokenize_corpus
 
     data_cfg = {"source": "synthetic", "synthetic": {**{k: v for k, v in TASK.__dict__.items()},
@@ -115,7 +116,7 @@ def test_data_stage_chain_writes_the_generator_ids(tmp_path):
     for text, row in zip(texts, rows):
         expected["val" if is_validation(text, 0.1) else "train"] += [1, *(row + 3)]
     for split in ("train", "val"):
-        got = np.fromfile(tmp_path / "tokens" / f"{split}.bin", dtype=manifest["dtype"])
+        got = np.asarray(open_split(tmp_path / "tokens", split))   # the one reader of the shards
         assert got.tolist() == expected[split]
     assert manifest["documents"]["val"] > 0
 

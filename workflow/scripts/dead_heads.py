@@ -18,9 +18,11 @@ with log_to(snakemake.log[0]):
         from softpick_repro.report.deadhead_passkey import plot_dead_heads
 
         series: dict = {}
-        keys = [key.split("|") for key in snakemake.input.keys()]   # size|arm|seed|ckpt
-        several_seeds = len({seed for _, _, seed, _ in keys}) > 1
-        for (size, arm, seed, _), path in zip(keys, snakemake.input.values()):
+        names = list(snakemake.input.keys())   # size|arm|seed|ckpt
+        several_seeds = len({name.split("|")[2] for name in names}) > 1
+        for name in names:
+            size, arm, seed, _ = name.split("|")
+            path = snakemake.input[name]
             label = f"{snakemake.params.labels[size]} {arm}" + (f" seed {seed}" if several_seeds else "")
             series.setdefault(label, []).append(path)
         plot_dead_heads(series, snakemake.params.eps, Path(snakemake.output[0]).with_suffix(""),

@@ -134,7 +134,7 @@ def open_split(tokens_dir: str | os.PathLike, split: str, manifest: dict | None 
             raise ValueError(f"{path}: {size} bytes is not a whole number of {manifest['dtype']} tokens")
         count = size // dtype.itemsize
         if expected is not None and int(expected) != count:
-            raise ValueError(f"{path}: holds {count} tokens but the manifest says {expected}")
+            raise ValueError(f"{path}: holds {count} tokens but manifest.json says {expected}")
         if verify:
             if sha256 is None:
                 raise IntegrityError(f"{Path(tokens_dir) / 'manifest.json'} records no sha256 for "

@@ -41,3 +41,11 @@ def test_one_seed_is_unchanged_and_two_give_a_caption(tmp_path):
     two = pd.read_csv(tmp_path / "two.csv", dtype=str)
     assert list(two.softmax) == ["51.00 ± 1.41", "60.00"] and list(two.Delta) == ["2.00 ± 1.41", "-2.00"]
     assert (tmp_path / "two.md").read_text().startswith("Table 1: scores. Mean ± std over seeds 79, 80.")
+
+
+def test_count_of_cells_combine_their_counts_over_one_denominator():
+    # Table 5's "dead heads / all heads" differs between seeds when one seed has a dead head
+    assert combine_cell(["0 / 6", "1 / 6"]) == "0.5 ± 0.7 / 6"
+    assert combine_cell(["2 / 6", "2 / 6"]) == "2 / 6"
+    with pytest.raises(ValueError, match="not all numbers"):
+        combine_cell(["0 / 6", "1 / 4"])

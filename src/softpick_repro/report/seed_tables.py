@@ -21,6 +21,7 @@ from .tables import write_table
 
 NON_FINITE = ("nan", "inf", "-inf")   # how the tables spell them (tables.format_value)
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_COUNT_OF = re.compile(r"^(\d+) / (\d+)$")   # "k / N" cells, e.g. Table 5's dead heads of all heads
 
 
 def _decimals(text: str) -> int:
@@ -34,6 +35,9 @@ def combine_cell(values: Sequence[str]) -> str:
     if len(set(values)) == 1:
         return values[0]
     present = [v.strip() for v in values if v.strip()]
+    counts = [_COUNT_OF.match(v) for v in present]
+    if present and all(counts) and len({m.group(2) for m in counts}) == 1:
+        return f"{combine_cell([m.group(1) + '.0' for m in counts])} / {counts[0].group(2)}"
     if not all(_NUMBER.match(v) or v in NON_FINITE for v in present):
         raise ValueError(f"cells differ between seeds but are not all numbers: {list(values)}")
     if any(v in NON_FINITE for v in present):

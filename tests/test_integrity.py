@@ -8,7 +8,7 @@ import torch
 from softpick_repro.config import ConfigError, load_yaml
 from softpick_repro.integrity import IntegrityError, content_digest, verify_shard
 from softpick_repro.model import SoftpickForCausalLM, build_config
-from softpick_repro.model.loading import load_exported
+from softpick_repro.model.llama_export import load_exported
 from softpick_repro.train import train
 from softpick_repro.train.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from softpick_repro.train.data import open_shard, read_manifest

@@ -71,11 +71,38 @@ def test_plan_counts_and_time_limits():
     assert [cluster.minutes(t) for t in ("00:01:00", "1-00:00:00", "48:00:00", "00:00:30")] == [1, 1440, 2880, 1]
 
 
-def test_preflight_names_the_partition_sbatch_refuses():
-    refused = {"gpu": "allocation failure: Invalid partition name specified"}
-    problems = cluster.preflight(PROFILE, lambda partition, account: refused.get(partition))
-    assert problems == ["partition 'gpu' (for pretrain), account 'acct': "
+def test_preflight_names_the_rules_whose_request_sbatch_refuses():
+    asked = []
+
+    def sbatch_test(request):
+        asked.append(request)
+        if request["slurm_partition"] == "gpu":
+            return "allocation failure: Invalid partition name specified"
+        return None
+
+    problems = cluster.preflight(PROFILE, sbatch_test)
+    assert problems == ["pretrain: partition 'gpu', account 'acct', 4 CPUs, 3000 MB, 90 min: "
                         "allocation failure: Invalid partition name specified"]
+    assert {"slurm_partition": "cpu", "slurm_account": "acct", "cpus_per_task": 2, "mem_mb": 8000,
+            "runtime": 60} in asked  # the default request is checked too
+
+
+def test_preflight_asks_once_per_distinct_request():
+    profile = {"default-resources": {"slurm_account": "a", "slurm_partition": "cpu", "cpus_per_task": 1},
+               "set-resources": {"x": {"cpus_per_task": 1}, "y": {"cpus_per_task": 16}, "z": {"mem_mb": 5}}}
+    asked = []
+    problems = cluster.preflight(profile, lambda r: asked.append(r) or ("too big" if r["cpus_per_task"] > 8 else None))
+    assert len(asked) == 3  # default and x ask the same
+    assert problems == ["y: partition 'cpu', account 'a', 16 CPUs: too big"]
+
+
+def test_ci_overlay_scales_down_every_rule_the_shipped_profile_sizes():
+    """A rule the shipped profile sizes for a real cluster (16 CPUs for tokenize_shard) but the CI
+    overlay forgets would ask the 2-CPU CI node for more than it has and pend for ever."""
+    shipped = yaml.safe_load((REPO_ROOT / "profiles/slurm/config.yaml").read_text())
+    overlay = yaml.safe_load((REPO_ROOT / ".ci/slurm/profile-overlay.yaml").read_text())
+    missing = set(shipped["set-resources"]) - set(overlay["set-resources"])
+    assert not missing, f"CI overlay leaves the shipped request of {sorted(missing)}"
 
 
 slurm = pytest.mark.skipif(shutil.which("sinfo") is None or subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0,
@@ -88,6 +115,9 @@ def test_preflight_against_the_ci_cluster(tmp_path):
     profile = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert cluster.preflight(profile, cluster.sbatch_test_only) == []
     profile["set-resources"]["pretrain"]["slurm_partition"] = "h100-does-not-exist"
-    (problem,) = cluster.preflight(profile, cluster.sbatch_test_only)
-    assert "'h100-does-not-exist' (for pretrain)" in problem and "Invalid partition name" in problem
-    assert "\n" not in problem
+    profile["set-resources"]["tokenize_shard"]["cpus_per_task"] = 64  # more than the node has
+    problems = cluster.preflight(profile, cluster.sbatch_test_only)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("pretrain: partition 'h100-does-not-exist'") and "Invalid partition" in problems[0]
+    assert problems[1].startswith("tokenize_shard: partition 'cpu', account 'softpick-ci', 64 CPUs")
+    assert all("\n" not in p for p in problems)

@@ -39,7 +39,13 @@ snakemake -n "${TARGETS[@]}" --configfile "${CONFIGS[@]}" >plan.txt
 echo "${CONFIGS[*]}" >.ci-configs   # lets timelimit.sh reuse the token shards of the same config
 since=$(date +%Y-%m-%dT%H:%M:%S)
 start=$(date +%s)
-snakemake --profile .ci-profile "${TARGETS[@]}" --configfile "${CONFIGS[@]}"
+# A watchdog: a job SLURM cannot place pends for ever and Snakemake waits on it; CI should fail
+# with the queue's reasons instead of running into its own time limit.
+if ! timeout "${SLURM_CI_RUN_TIMEOUT:-1800}" snakemake --profile .ci-profile "${TARGETS[@]}" --configfile "${CONFIGS[@]}"; then
+    echo "error: the SLURM run failed or outlived SLURM_CI_RUN_TIMEOUT=${SLURM_CI_RUN_TIMEOUT:-1800} s; the queue:" >&2
+    squeue -o "%.8i %.10P %.30j %.9T %.6C %.8m %R" >&2 || true
+    exit 1
+fi
 echo "SLURM pipeline wall time: $(( $(date +%s) - start )) s (${CONFIGS[*]})"
 
 python -m softpick_repro.cluster check-accounting --profile .ci-profile --plan plan.txt --since "$since"

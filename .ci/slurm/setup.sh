@@ -146,7 +146,7 @@ sacctmgr -i -Q add cluster "$CLUSTER" >/dev/null || true
 sacctmgr -i -Q add account "$ACCOUNT" Cluster="$CLUSTER" Description="CI runs" Organization=softpick-repro >/dev/null || true
 sacctmgr -i -Q add user "$USER_NAME" Account="$ACCOUNT" Cluster="$CLUSTER" DefaultAccount="$ACCOUNT" >/dev/null || true
 if ! running slurmctld-main; then
-    start_daemon slurmctld-main /usr/sbin/slurmctld -D -i
+    start_daemon slurmctld-main /usr/sbin/slurmctld -D -c   # -c: no jobs left over from an earlier cluster
 fi
 if ! running slurmd-main; then
     start_daemon slurmd-main /usr/sbin/slurmd -D

@@ -46,7 +46,13 @@ snakemake --cores 2 results/data/tokens/manifest.json --quiet --configfile "${CO
 snakemake -n "$target" --configfile "${CONFIGS[@]}" >plan.txt
 since=$(date +%Y-%m-%dT%H:%M:%S)
 start=$(date +%s)
-SOFTPICK_REPRO_TEST_STEP_SLEEP=4 snakemake --profile .ci-profile-timelimit "$target" --configfile "${CONFIGS[@]}"
+python -m softpick_repro.cluster check-profile .ci-profile-timelimit
+if ! SOFTPICK_REPRO_TEST_STEP_SLEEP=4 timeout "${SLURM_CI_RUN_TIMEOUT:-1800}" \
+        snakemake --profile .ci-profile-timelimit "$target" --configfile "${CONFIGS[@]}"; then
+    echo "error: the time-limited run failed or outlived SLURM_CI_RUN_TIMEOUT=${SLURM_CI_RUN_TIMEOUT:-1800} s; the queue:" >&2
+    squeue -o "%.8i %.10P %.30j %.9T %.6C %.8m %R" >&2 || true
+    exit 1
+fi
 echo "time-limited pretrain wall time: $(( $(date +%s) - start )) s"
 python -m softpick_repro.cluster check-accounting --profile .ci-profile-timelimit --plan plan.txt \
     --since "$since" --min-timeouts 1

@@ -7,6 +7,9 @@ what SLURM's accounting recorded for a run (`python -m softpick_repro.cluster --
 - `sacct_jobs` / `check_accounting`: every job of a run as `sacct` saw it, checked against the
   profile: each rule's job count, the final state, and for the rules the profile sets
   resources for, partition, account, CPUs, memory and time limit.
+- `preflight` (`check-profile`): before a run, every request the profile makes (per rule:
+  partition, account, CPUs, memory, time limit) put to `sbatch --test-only`, so a request no
+  node can satisfy fails at once instead of pending in the queue for ever.
 """
 from __future__ import annotations
 
@@ -59,37 +62,55 @@ def render_profile(base_dir: str | Path, overlay_file: str | Path, out_dir: str 
     return merged
 
 
-def profile_partitions(profile: dict) -> dict[str, list[str]]:
-    """partition -> the rules (or 'default') that the profile sends there."""
-    where = {}
-    default = profile.get("default-resources", {}).get("slurm_partition")
-    if default:
-        where.setdefault(str(default), []).append("default")
+REQUEST_KEYS = ("slurm_partition", "slurm_account", "cpus_per_task", "mem_mb", "runtime")
+
+
+def rule_requests(profile: dict) -> dict[str, dict]:
+    """rule (or 'default') -> what the profile asks SLURM for on its behalf: default-resources
+    with the rule's set-resources over them, limited to the keys sbatch can check up front."""
+    default = {k: v for k, v in (profile.get("default-resources") or {}).items() if k in REQUEST_KEYS}
+    requests = {"default": default}
     for rule, res in (profile.get("set-resources") or {}).items():
-        if (res or {}).get("slurm_partition"):
-            where.setdefault(str(res["slurm_partition"]), []).append(rule)
-    return where
+        requests[rule] = {**default, **{k: v for k, v in (res or {}).items() if k in REQUEST_KEYS}}
+    return requests
+
+
+def describe(request: dict) -> str:
+    parts = [f"partition {request.get('slurm_partition')!r}", f"account {request.get('slurm_account')!r}"]
+    if "cpus_per_task" in request:
+        parts.append(f"{request['cpus_per_task']} CPUs")
+    if "mem_mb" in request:
+        parts.append(f"{request['mem_mb']} MB")
+    if "runtime" in request:
+        parts.append(f"{request['runtime']} min")
+    return ", ".join(parts)
 
 
 def preflight(profile: dict, sbatch_test) -> list[str]:
-    """One line per partition of the profile that sbatch refuses with the profile's account,
-    checked before the run (the executor plugin would report sbatch's error only when a job of
-    that partition is first submitted, inside a long message). `sbatch_test(partition, account)`
-    returns sbatch's error, or None when it accepts."""
-    account = profile.get("default-resources", {}).get("slurm_account")
+    """One line per distinct request of the profile that sbatch refuses, checked before the run:
+    a partition or account that does not exist, or CPUs, memory or a time limit that no node of
+    the partition can give (SLURM would otherwise queue such a job for ever, and the executor
+    plugin would wait on it). `sbatch_test(request)` returns sbatch's error, or None."""
+    by_request: dict[tuple, list[str]] = {}
+    for rule, request in rule_requests(profile).items():
+        by_request.setdefault(tuple(sorted(request.items())), []).append(rule)
     problems = []
-    for name, rules in sorted(profile_partitions(profile).items()):
-        error = sbatch_test(name, account)
+    for key, rules in by_request.items():
+        request = dict(key)
+        error = sbatch_test(request)
         if error:
-            problems.append(f"partition {name!r} (for {', '.join(rules)}), account {account!r}: {error}")
-    return problems
+            problems.append(f"{', '.join(rules)}: {describe(request)}: {error}")
+    return sorted(problems)
 
 
-def sbatch_test_only(partition: str, account: str | None) -> str | None:
-    """`sbatch --test-only` (validates, submits nothing): its last error line, or None."""
-    command = ["sbatch", "--test-only", "-p", partition, "-t", "1", "--wrap", "true"]
-    if account:
-        command[2:2] = ["-A", str(account)]
+def sbatch_test_only(request: dict) -> str | None:
+    """`sbatch --test-only` of one request (validates, submits nothing): its last error line, or
+    None when SLURM could run it."""
+    command = ["sbatch", "--test-only", "-p", str(request.get("slurm_partition")), "--wrap", "true"]
+    flags = {"slurm_account": "-A", "cpus_per_task": "-c", "mem_mb": "--mem", "runtime": "-t"}
+    for key, flag in flags.items():
+        if request.get(key) is not None:
+            command += [flag, str(request[key])]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode == 0:
         return None
@@ -240,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("base_dir")
     render.add_argument("overlay")
     render.add_argument("out_dir")
-    pre = sub.add_parser("check-profile", help="partitions and account of a profile exist (before a run)")
+    pre = sub.add_parser("check-profile", help="every request of a profile (partition, account, CPUs, memory, time) fits the cluster (before a run)")
     pre.add_argument("profile_dir")
     check = sub.add_parser("check-accounting", help="sacct of a run against the profile and the plan")
     check.add_argument("--profile", required=True, help="the profile directory the run used")

@@ -68,6 +68,7 @@ def test_timeouts_are_counted():
 def test_plan_counts_and_time_limits():
     plan = "Building DAG of jobs...\nJob stats:\njob         count\n--------  -------\nall  1\npretrain  10\ntokenize  1\ntotal  12\n\nrest"
     assert cluster.plan_counts(plan) == {"pretrain": 10, "tokenize": 1}
+    assert cluster.plan_counts(plan, {"all", "tokenize"}) == {"pretrain": 10}
     assert [cluster.minutes(t) for t in ("00:01:00", "1-00:00:00", "48:00:00", "00:00:30")] == [1, 1440, 2880, 1]
 
 
@@ -121,3 +122,12 @@ def test_preflight_against_the_ci_cluster(tmp_path):
     assert problems[0].startswith("pretrain: partition 'h100-does-not-exist'") and "Invalid partition" in problems[0]
     assert problems[1].startswith("tokenize_shard: partition 'cpu', account 'softpick-ci', 64 CPUs")
     assert all("\n" not in p for p in problems)
+
+
+def test_local_rules_are_read_from_the_workflow(tmp_path):
+    (tmp_path / "Snakefile").write_text("localrules:\n    all,\n    gather,  # why\n\n\nrule all:\n    input: 'x'\n")
+    (tmp_path / "rules.smk").write_text("rule a:\n    output: 'a'\n    localrule: True\n\n"
+                                        "rule b:\n    output: 'b'\n    threads: 2\n")
+    assert cluster.local_rules([tmp_path / "Snakefile", tmp_path / "rules.smk"]) == {"all", "gather", "a"}
+    # the shipped workflow: the gather of the token shards runs where Snakemake runs
+    assert cluster.local_rules(cluster.workflow_files(REPO_ROOT)) == {"all", "tokenize"}

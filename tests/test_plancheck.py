@@ -32,8 +32,35 @@ def micro_size(**changes):
     [DEFAULT], [DEFAULT, SMOKE], [DEFAULT, REPO_ROOT / "config" / "paper.yaml"],
     [DEFAULT, REPO_ROOT / "config" / "paper.yaml", REPO_ROOT / "config" / "released.yaml"],
 ])
-def test_shipped_configs_pass(files):
+def test_shipped_configs_pass(files, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # online: hub ids are the jobs' to reach
     check_plan(load_config(files))
+
+
+def test_missing_local_corpus_files_fail_the_plan(tmp_path):
+    overlay = {"data": {"source": "fineweb_edu",
+                        "fineweb": {"name": "parquet", "config": None,
+                                    "data_files": {"train": str(tmp_path / "nowhere" / "*.parquet")}}}}
+    with pytest.raises(ConfigError, match=r"remote input error: data\.fineweb\.data_files: no file matches "
+                                          r"'.*nowhere/\*\.parquet'"):
+        check_plan(smoke_with(overlay))
+    (tmp_path / "nowhere").mkdir()
+    (tmp_path / "nowhere" / "part-0.parquet").write_bytes(b"")
+    check_plan(smoke_with(overlay))  # present: the loader reads it
+
+
+def test_offline_plan_needs_every_hub_input_in_the_cache(tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE=1 with nothing staged: the dry run fails naming each hub input, not the
+    first job that opens one (hours later, for the corpus after the tokenizer)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ConfigError) as err:
+        check_plan(load_config([DEFAULT, REPO_ROOT / "config" / "paper.yaml"]))
+    message = str(err.value)
+    assert "\n" not in message
+    assert "tokenizer.pretrained_name='fla-hub/transformer-1.3B-100B': HF_HUB_OFFLINE=1" in message
+    assert "data.fineweb='HuggingFaceFW/fineweb-edu'" in message
+    assert "stage_in" in message
 
 
 def test_a_cuda_plan_passes_without_a_gpu():
@@ -164,3 +191,14 @@ def test_broken_default_config_names_the_file_and_line(tmp_path):
     result = snakemake("-n", cwd=tmp_path)
     assert result.returncode != 0
     assert "config file config/config.yaml is not valid YAML at line 4" in result.output, result.output[-2000:]
+
+
+def test_dry_run_names_a_missing_local_corpus(tmp_path):
+    path = tmp_path / "overlay.yaml"
+    path.write_text("data:\n  source: fineweb_edu\n  fineweb: {name: parquet, config: null, "
+                    f"data_files: {{train: '{tmp_path}/staged/*.parquet'}}}}\n")
+    result = snakemake("-n", "--configfile", str(SMOKE), str(path))
+    assert result.returncode != 0
+    lines = [line for line in result.output.splitlines() if line.startswith("remote input error")]
+    assert lines == [f"remote input error: data.fineweb.data_files: no file matches '{tmp_path}/staged/*.parquet'"], \
+        result.output[-2000:]

@@ -215,9 +215,39 @@ def accounting_table(jobs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plan_counts(dry_run_output: str) -> dict[str, int]:
-    """Jobs per rule from the 'Job stats' table of `snakemake -n` (rule `all` and the total
-    left out: `all` is a local rule, never submitted)."""
+def local_rules(workflow_files) -> set[str]:
+    """Rules that run in the Snakemake process itself, never through sbatch: those named by a
+    `localrules:` directive and those whose body sets `localrule: True` (read from the text of
+    the Snakefile and its rule files, no workflow is loaded)."""
+    found: set[str] = set()
+    for path in workflow_files:
+        current, in_directive = None, False
+        for line in Path(path).read_text().splitlines():
+            stripped = line.split("#", 1)[0].rstrip()
+            if re.match(r"^localrules\s*:", stripped):
+                in_directive = True
+                stripped = stripped.split(":", 1)[1]
+            elif in_directive and stripped and not stripped.startswith((" ", "\t")):
+                in_directive = False
+            if in_directive:
+                found.update(name.strip() for name in stripped.split(",") if name.strip())
+                continue
+            rule = re.match(r"^rule\s+(\w+)\s*:", stripped)
+            if rule:
+                current = rule.group(1)
+            elif current and re.match(r"^\s+localrule\s*:\s*True\b", stripped):
+                found.add(current)
+    return found
+
+
+def workflow_files(root: str | Path = ".") -> list[Path]:
+    root = Path(root)
+    return [root / "Snakefile", *sorted((root / "workflow" / "rules").glob("*.smk"))]
+
+
+def plan_counts(dry_run_output: str, local: set[str] | frozenset = frozenset({"all"})) -> dict[str, int]:
+    """Jobs per rule from the 'Job stats' table of `snakemake -n`, less the total and the
+    `local` rules (run by Snakemake itself, never submitted)."""
     counts, in_table = {}, False
     for line in dry_run_output.splitlines():
         if line.startswith("Job stats"):
@@ -229,8 +259,7 @@ def plan_counts(dry_run_output: str) -> dict[str, int]:
         elif in_table and counts and not line.strip():
             break
     counts.pop("total", None)
-    counts.pop("all", None)
-    return counts
+    return {rule: n for rule, n in counts.items() if rule not in local}
 
 
 def _compare_uninterrupted(run_dir: Path, tokens_dir: Path) -> int:
@@ -294,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     account = profile.get("default-resources", {}).get("slurm_account")
     jobs = sacct_jobs(args.since, account, args.workdir)
     print(accounting_table(jobs))
-    problems = check_accounting(profile, jobs, plan_counts(Path(args.plan).read_text()),
+    local = local_rules(workflow_files(args.workdir))
+    problems = check_accounting(profile, jobs, plan_counts(Path(args.plan).read_text(), local),
                                 args.final_state, args.min_timeouts)
     for line in problems:
         print(f"error: {line}", file=sys.stderr)

@@ -166,7 +166,20 @@ def check_quantization(config: dict) -> None:
                 raise _error("quantization.group_size", f"{name} of {size}/{arm}: {err}") from None
 
 
+def check_remote_inputs(config: dict) -> None:
+    """The remote inputs given as local paths (a corpus's data_files, a tokenizer directory, a
+    staged lm-eval dataset, a released model) exist and hold what their loaders read; with
+    HF_HUB_OFFLINE=1, every hub id the config names is in the Hugging Face cache. Nothing is
+    downloaded and the hub is never asked (`python -m softpick_repro.stage_in --check` asks it)."""
+    from softpick_repro.remote_checks import hub_offline, remote_input_problems
+
+    problems = remote_input_problems(config, reach_hub=hub_offline())
+    if problems:
+        raise ConfigError("remote input error: " + "; ".join(problems))
+
+
 CHECKS: list[Callable[[dict], None]] = [
+    check_remote_inputs,
     check_released,
     check_model_configs,
     check_train_configs,

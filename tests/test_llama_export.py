@@ -82,3 +82,33 @@ print("ok")
         loaded = load_exported(tmp_path / arm)
         assert isinstance(loaded, SoftpickForCausalLM) and loaded.config.attn_arm == arm
         assert torch.allclose(loaded.eval()(IDS).logits, expected[arm], atol=1e-5)
+
+
+def test_package_import_first_registers_when_transformers_arrives(tmp_path):
+    """`import softpick_repro` before transformers: the package stays light (no transformers,
+    no torch) until transformers is imported, whose import then registers softpick_llama; a
+    library's `importlib.util.find_spec("transformers")` availability check in between does
+    not use the hook up."""
+    save_model_files(_model("softpick"), tmp_path / "softpick")
+    expected = _model("softpick")(IDS).logits.detach()
+    torch.save({"softpick": expected}, tmp_path / "expected.pt")
+    script = f"""
+import importlib.util, sys
+import softpick_repro
+import softpick_repro.config, softpick_repro.plan, softpick_repro.report.tables
+assert "transformers" not in sys.modules and "torch" not in sys.modules, "the package import pulled in a model stack"
+assert importlib.util.find_spec("transformers") is not None and "transformers" not in sys.modules
+import torch
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained(r"{tmp_path / 'softpick'}").eval()
+assert type(model).__name__ == "SoftpickForCausalLM", type(model)
+ids = torch.tensor({IDS.tolist()})
+assert torch.allclose(model(ids).logits, torch.load(r"{tmp_path / 'expected.pt'}", weights_only=True)["softpick"], atol=1e-5)
+print("ok")
+"""
+    import os
+
+    env_path = {"PYTHONPATH": str(__import__("softpick_repro").__path__[0].rsplit("/", 1)[0])}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, **env_path}, timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]

@@ -12,7 +12,10 @@ from softpick_repro.plancheck import check_plan
 
 try:
     validate_config(config)
-    check_plan(config)  # every setting a job would reject, before the first job
+    # every setting a job would reject, before the first job; a cluster job re-reads this file
+    # and need not repeat it (it builds meta models, i.e. imports torch and transformers)
+    if workflow.is_main_process:
+        check_plan(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 

@@ -202,3 +202,26 @@ def test_dry_run_names_a_missing_local_corpus(tmp_path):
     lines = [line for line in result.output.splitlines() if line.startswith("remote input error")]
     assert lines == [f"remote input error: data.fineweb.data_files: no file matches '{tmp_path}/staged/*.parquet'"], \
         result.output[-2000:]
+
+
+def test_a_task_name_lm_eval_does_not_ship_fails_the_plan(monkeypatch):
+    """The shipped names are read from lm-eval's task files in a fraction of a second; only a
+    name not among them is put to lm-eval's TaskManager (~20 s), stubbed here with the same
+    message shape."""
+    from softpick_repro import remote_checks
+
+    asked = []
+
+    def task_manager_check(names, known=None):
+        asked.append(list(names))
+        raise remote_checks.RemoteInputError(f"eval.tasks.lm_eval: lm-eval knows no task {', '.join(map(repr, names))}")
+
+    monkeypatch.setattr(remote_checks, "check_lm_eval_tasks", task_manager_check)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    config = load_config([DEFAULT, REPO_ROOT / "config" / "paper.yaml"])
+    check_plan(config)  # the paper's five tasks are all shipped: the TaskManager is not asked
+    assert asked == []
+    config["eval"]["tasks"]["lm_eval"] = [*config["eval"]["tasks"]["lm_eval"], "arc_eazy"]
+    with pytest.raises(ConfigError, match=r"remote input error: eval\.tasks\.lm_eval: lm-eval knows no task 'arc_eazy'$"):
+        check_plan(config)
+    assert asked == [["arc_eazy"]]

@@ -83,3 +83,22 @@ def test_two_seed_plan_matches_the_cost_preview():
     priced = Counter(job.rule for job in plan_jobs(cfg))
     assert {rule: counts.get(rule, 0) for rule in priced} == dict(priced)
     assert counts["pretrain"] == 2 * 10 and counts["combine_seeds"] == 12  # 8 benchmark tables + Tables 2-5
+
+
+def test_a_variant_arm_exports_its_table3_step_once():
+    """A variant arm stops at the Table 3 step, so its final export is that step: no second
+    export of the same weights, and Table 3 reads its final metrics; an arm that trains on
+    exports the step next to its final."""
+    from softpick_repro import plan
+    from softpick_repro.config import load_config
+
+    cfg = load_config([REPO_ROOT / "config" / "config.yaml", REPO_ROOT / "config" / "smoke.yaml"])
+    size = cfg["sizes"][0]["name"]
+    step = plan.variant_step(cfg, size)
+    variant, main = cfg["runs"]["variant_arms"][0], cfg["runs"]["main_arms"][0]
+    assert plan.stop_step(cfg, size, variant) == step
+    assert step not in plan.keep_steps(cfg, size, variant)
+    assert plan.variant_ckpt(cfg, size, variant) == "final"
+    assert step in plan.keep_steps(cfg, size, main) and plan.variant_ckpt(cfg, size, main) == f"step_{step}"
+    runs = plan.attention_metric_runs(cfg)
+    assert (size, variant, "final") in runs and len(runs) == len(set(runs))

@@ -72,9 +72,16 @@ def keep_steps(config: dict, size: str, arm: str) -> list[int]:
     every = size_cfg(config, size)["keep_every"]
     last = stop_step(config, size, arm)
     steps = set(range(every, last, every)) if every else set()
-    if variant_step(config, size) <= last:
+    if variant_step(config, size) < last:  # a variant arm stops there: its final is that step
         steps.add(variant_step(config, size))
     return sorted(steps)
+
+
+def variant_ckpt(config: dict, size: str, arm: str) -> str:
+    """The export holding the Table 3 step of a run: `final` for a variant arm (it stops
+    there), `step_N` for an arm that trains on."""
+    step = variant_step(config, size)
+    return "final" if stop_step(config, size, arm) == step else f"step_{step}"
 
 
 def train_params(config: dict, size: str, arm: str, seed: int | str | None = None) -> dict:
@@ -183,8 +190,8 @@ def attention_metric_runs(config: dict) -> list[tuple[str, str, str]]:
     """(size, arm, ckpt) of attention_metrics: finals of the main arms, Table 3's step."""
     runs = [(size, arm, "final") for size in sizes(config) for arm in config["runs"]["main_arms"]]
     smallest = sizes(config)[0]
-    step = f"step_{variant_step(config, smallest)}"
-    return runs + [(smallest, arm, step) for arm in table3_arms(config)]
+    extra = [(smallest, arm, variant_ckpt(config, smallest, arm)) for arm in table3_arms(config)]
+    return runs + [run for run in extra if run not in runs]
 
 
 MAP_ARMS = ("softmax", "softpick")

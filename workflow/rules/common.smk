@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from softpick_repro.config import ConfigError, validate_config
+from softpick_repro import plan
 from softpick_repro.plan import released_models, stage_enabled
 from softpick_repro.plan import train_params as plan_train_params
 from softpick_repro.plancheck import check_plan
@@ -191,23 +192,12 @@ ALL_ARMS = sorted({arm for _, arm in training_runs()})
 
 def variant_step(size):
     """The Table 3 step: the full schedule stopped at runs.variant_fraction of its steps."""
-    return max(1, round(SIZE_CFG[size]["steps"] * ARMS_BY_GROUP["variant_fraction"]))
-
-
-def stop_step(size, arm):
-    if arm in ARMS_BY_GROUP["variant_arms"]:
-        return variant_step(size)
-    return SIZE_CFG[size]["steps"]
+    return plan.variant_step(config, size)
 
 
 def keep_steps(size, arm):
     """Intermediate steps exported next to the final model (dead heads; Table 3)."""
-    every = SIZE_CFG[size]["keep_every"]
-    last = stop_step(size, arm)
-    steps = set(range(every, last, every)) if every else set()
-    if variant_step(size) <= last:
-        steps.add(variant_step(size))
-    return sorted(steps)
+    return plan.keep_steps(config, size, arm)
 
 
 def train_params(wildcards):
@@ -299,8 +289,8 @@ def table3_arms():
 def table3_inputs(seed=FIRST_SEED):
     """arm -> metrics at the variant step of the smallest size (every arm the same step);
     released arms have no such checkpoint and are left out."""
-    size, step = SIZES[0], variant_step(SIZES[0])
-    return {arm: f"{run_dir(size, arm, seed)}/metrics/attention_step_{step}.json"
+    size = SIZES[0]
+    return {arm: f"{run_dir(size, arm, seed)}/metrics/attention_{plan.variant_ckpt(config, size, arm)}.json"
             for arm in table3_arms() if not is_released(size, arm)}
 
 

@@ -2,7 +2,7 @@
 # The project's test command: unit tests, then an end-to-end Snakemake run of the smoke config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pytest -q -n 2 tests   # pytest-xdist: the end-to-end tests run beside the unit tests
+python -m pytest -q -n 2 --durations=15 tests   # pytest-xdist: the end-to-end tests run beside the unit tests; the 15 slowest printed
 start=$(date +%s)
 snakemake --cores 2 --configfile config/smoke.yaml --rerun-incomplete --show-failed-logs
 echo "smoke pipeline wall time: $(( $(date +%s) - start )) s"

@@ -207,8 +207,12 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def snakemake(cwd: Path, *args: str, timeout: int = 300, offline: bool = True) -> subprocess.CompletedProcess:
+    """offline=False: plan as a user with hub access would (the plan check then asks nothing of
+    the hub; with HF_HUB_OFFLINE=1 it wants every hub input staged in the cache)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    if not offline:
+        env.pop("HF_HUB_OFFLINE")
     return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -235,7 +239,7 @@ GPU_RULES = {"evaluate", "attention_metrics", "attention_maps", "dead_heads", "m
 def test_paper_config_dry_runs_with_the_slurm_profile(tmp_path):
     wf = copy_workflow(tmp_path / "wf")
     result = snakemake(wf, "-n", "--nolock", "--profile", "profiles/slurm",
-                       "--configfile", "config/paper.yaml")
+                       "--configfile", "config/paper.yaml", offline=False)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = dry_run_jobs(result.stdout)
     assert jobs and all(j["resources"] is not None for j in jobs), "a job without resources"

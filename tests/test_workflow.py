@@ -1,4 +1,5 @@
 """The workflow plans for every config, lints clean, and rejects bad configs before any job."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +10,13 @@ from softpick_repro.config import REPO_ROOT
 
 
 def snakemake(*args, cwd=REPO_ROOT):
-    # --nolock: a dry run must not wait for (or disturb) a pipeline running in the same tree
+    # --nolock: a dry run must not wait for (or disturb) a pipeline running in the same tree.
+    # Without HF_HUB_OFFLINE (tests/conftest.py sets it): these plans are made as by a user with
+    # hub access, for whom the plan check asks nothing of the hub; offline it would want the
+    # paper config's hub inputs staged (tests/test_plancheck.py covers that).
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--nolock", *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 
 
 def planned_rules(result):

@@ -179,13 +179,13 @@ def check_remote_inputs(config: dict) -> None:
 
 
 CHECKS: list[Callable[[dict], None]] = [
-    check_remote_inputs,
     check_released,
     check_model_configs,
     check_train_configs,
     check_context_lengths,
     check_calibration_length,
     check_quantization,
+    check_remote_inputs,  # last: a setting wrong in itself is named before a missing input
 ]
 
 

@@ -41,8 +41,10 @@ work=$(mktemp -d)
 # the workflow from a fresh copy of the checkout, with this venv's snakemake and python
 bash "$REPO/tools/fresh_copy.sh" "$work/repo"
 cd "$work/repo"
-PATH=$VENV/bin:$PATH snakemake --cores 2 --quiet --configfile config/smoke.yaml \
-    results/micro-s/softpick/seed_79/metrics/attention_final.json
+if ! PATH=$VENV/bin:$PATH snakemake --cores 2 results/micro-s/softpick/seed_79/metrics/attention_final.json \
+        --configfile config/smoke.yaml >snakemake.log 2>&1; then
+    tail -40 snakemake.log >&2; exit 1
+fi
 test -s results/micro-s/softpick/seed_79/metrics/attention_final.json
 echo "no-triton venv: CPU paths and a smoke model trained, exported and analysed without triton or fla"
 rm -rf "$work" "$requirements"

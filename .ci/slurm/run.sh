@@ -10,11 +10,11 @@
 # the local run. Checks, each fatal:
 #   1. every job of the plan was submitted with sbatch and COMPLETED once (sacct, by rule);
 #   2. partition, account, CPUs, memory and time limit in sacct are what the profile sets per rule;
-#   3. every table the SLURM run made (results/tables/*.csv, *.md) equals the local run's byte for
-#      byte, i.e. to the printed decimals.
+#   3. every table the SLURM run made (results/tables/**/*.csv, *.md, per-seed tables too) equals
+#      the local run's byte for byte, i.e. to the printed decimals.
 # SLURM_CI_TARGETS (space-separated files) limits the SLURM run to those targets and what they need
-# (CI: the training, export, attention-metric and table jobs behind Tables 2 and 6 and Figure 2,
-# so CI fits its budget); empty = the whole DAG.
+# (CI: the training, export, attention-metric and table jobs behind seed 79's Table 2, Table 6 and
+# Figure 2, so CI fits its budget); empty = the whole DAG.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -52,8 +52,7 @@ python -m softpick_repro.cluster check-accounting --profile .ci-profile --plan p
 
 status=0
 compared=0
-for slurm_table in "$WORK"/results/tables/*.csv "$WORK"/results/tables/*.md; do
-    [[ -e $slurm_table ]] || continue
+while IFS= read -r -d '' slurm_table; do
     name=${slurm_table#"$WORK"/}
     local_table=$LOCAL/$name
     compared=$((compared + 1))
@@ -62,7 +61,7 @@ for slurm_table in "$WORK"/results/tables/*.csv "$WORK"/results/tables/*.md; do
         diff "$local_table" "$WORK/$name" | head -5 >&2 || true
         status=1
     fi
-done
+done < <(find "$WORK/results/tables" \( -name '*.csv' -o -name '*.md' \) -print0 | sort -z)
 [[ $compared -gt 0 ]] || { echo "error: the SLURM run made no table to compare" >&2; status=1; }
 echo "tables compared with the local run in $LOCAL: $compared, differing: $([[ $status == 0 ]] && echo 0 || echo some)"
 exit $status

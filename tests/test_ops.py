@@ -514,6 +514,22 @@ def test_dispatch_without_triton(monkeypatch):
     assert get_backend() == "auto"
 
 
+def test_backend_choice_traces_without_graph_break(monkeypatch):
+    """The first attention call of a process may happen inside torch.compile (a compiled training
+    step): choosing the CUDA backend there must not break the graph at the kernel import. On an
+    H200 it did, in every layer (10 graphs for the 340M model, perf/KERNELS.md)."""
+    pytest.importorskip("triton")
+    monkeypatch.setattr(dispatch, "_triton_cache", {})
+    torch._dynamo.reset()
+
+    @torch.compile(fullgraph=True, backend="eager")
+    def choose(x):
+        return x + (1 if dispatch.resolve_backend("softpick", torch.device("cuda")) == "triton" else 2)
+
+    assert choose(torch.zeros(2)).tolist() == [1.0, 1.0]
+    assert dispatch._triton_cache["problem"] == ""
+
+
 @pytest.mark.parametrize("arm", ["softmax", "gated_attention"])
 @pytest.mark.parametrize("Tq,Tk", [(9, 9), (3, 9), (1, 9)])
 def test_sdpa_path_matches_float64(arm, Tq, Tk):

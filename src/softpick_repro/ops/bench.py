@@ -7,7 +7,8 @@ forward, so forward+backward is 3.5x. Writes the CSV atomically plus `<out>.json
 and prints a table.
 
 - cuda (default grid): B * T = 16k tokens, H * D = 1024 (H 16, D 64), bf16, causal, T in
-  1k..8k. Implementations: our Triton kernels ("triton"), torch SDPA ("sdpa") and fla's
+  1k..8k. Implementations: our Triton kernels ("triton"), torch SDPA as torch chooses ("sdpa") and
+  forced to one backend ("sdpa_flash": FlashAttention-2, "sdpa_cudnn": cuDNN), and fla's
   parallel_attn ("fla") for the softmax family, and the pure-torch reference where its T x T score
   tensor stays small. Times are medians of triton.testing.do_bench; peak memory is
   torch.cuda.max_memory_allocated above the inputs.
@@ -100,6 +101,17 @@ def _inputs(case: Case, device: str):
     return q, k, v, params, do
 
 
+def _sdpa_backend(name: str):
+    from torch.nn.attention import SDPBackend
+
+    return getattr(SDPBackend, name)
+
+
+# impl name -> SDPA backend it forces ("sdpa" alone is torch's own choice: cuDNN on an H200, torch 2.11)
+SDPA_PINNED = {"sdpa_flash": lambda: _sdpa_backend("FLASH_ATTENTION"),
+               "sdpa_cudnn": lambda: _sdpa_backend("CUDNN_ATTENTION")}
+
+
 def _attention_fn(case: Case, device: str):
     """(q, k, v, **params) -> o for the case's implementation."""
     scale = 1.0 / math.sqrt(case.D)
@@ -110,6 +122,16 @@ def _attention_fn(case: Case, device: str):
             return reference_attention(q, k, v, case.arm, causal=case.causal, scale=scale, **p)
 
         return torch.compile(ref) if case.impl == "reference_compiled" else ref
+    if case.impl in SDPA_PINNED:  # one SDPA backend forced: the baseline is named, not chosen by torch
+        from torch.nn.attention import sdpa_kernel
+
+        from .dispatch import sdpa_attention
+
+        def pinned(q, k, v, **p):
+            with sdpa_kernel(SDPA_PINNED[case.impl]()):
+                return sdpa_attention(q, k, v, case.arm, causal=case.causal, scale=scale, **p)
+
+        return pinned
     if device == "cuda" and case.arm in ("softmax", "softmax_plus_one", "gpt_oss_sink") \
             and case.impl in ("sdpa", "fla", "triton"):
         from .triton.softmax_family import softmax_attention
@@ -240,6 +262,8 @@ TUNE_CANDIDATES = {
     "dkdv": [(32, 128, 4, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 3), (16, 128, 4, 3),
              (64, 128, 4, 2), (32, 128, 8, 3), (64, 128, 8, 2), (32, 128, 4, 4), (32, 128, 4, 5),
              (32, 64, 4, 4), (32, 64, 4, 5), (64, 128, 8, 4), (16, 64, 4, 4)],
+    "dkdv_atomic": [(32, 64, 4, 3), (32, 128, 4, 3), (64, 64, 4, 3), (64, 128, 8, 3), (32, 128, 8, 3),
+                    (16, 128, 4, 3), (64, 64, 8, 3), (32, 64, 4, 4)],
     "dq": [(128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (128, 64, 4, 3), (64, 32, 4, 3),
            (128, 32, 8, 3), (128, 64, 8, 2), (64, 64, 4, 4), (128, 32, 4, 5), (64, 64, 4, 5),
            (64, 32, 4, 4), (128, 64, 8, 4)],
@@ -251,15 +275,17 @@ def tune(case: Case) -> dict:
     forward+backward time with the other kernels fixed. Prints every trial; returns the winners."""
     import triton
 
-    from .triton.launch import GPU_BLOCKS, set_gpu_blocks
+    from .triton.launch import GPU_BLOCKS, _bucket, set_dq_mode, set_gpu_blocks
 
     fwd, fwdbwd = _steps(case, "cuda")
     for name, cands in TUNE_CANDIDATES.items():
         step = fwd if name == "fwd" else fwdbwd
+        # dkdv and dq run in the two-pass mode, dkdv_atomic in the atomic one
+        set_dq_mode("two_pass" if name in ("dkdv", "dq") else "atomic")
         best = None
-        start = GPU_BLOCKS[name]
+        start = GPU_BLOCKS[_bucket(case.D)][name]
         for cfg in cands:
-            set_gpu_blocks(**{name: cfg})
+            set_gpu_blocks(case.D, **{name: cfg})
             try:
                 step()
                 ms = triton.testing.do_bench(step, warmup=25, rep=100, return_mode="median")
@@ -269,7 +295,8 @@ def tune(case: Case) -> dict:
             print(f"tune {name} {cfg}: {ms:.3f} ms", flush=True)
             if best is None or ms < best[1]:
                 best = (cfg, ms)
-        set_gpu_blocks(**{name: best[0] if best is not None else start})
+        set_gpu_blocks(case.D, **{name: best[0] if best is not None else start})
+    set_dq_mode("auto")
     print("tuned GPU_BLOCKS:", json.dumps(GPU_BLOCKS), flush=True)
     return dict(GPU_BLOCKS)
 
@@ -290,7 +317,7 @@ def cuda_cases(ts, tokens: int, H: int, D: int, dtype: str, ref_budget_gb: float
             cases.append(Case(arm, "triton", B, T, H, D, dtype))
             if small and arm == "softpick":
                 cases.append(Case(arm, "reference", B, T, H, D, dtype))
-        for impl in ("sdpa", "fla", "triton"):
+        for impl in ("sdpa", "sdpa_flash", "sdpa_cudnn", "fla", "triton"):
             cases.append(Case("softmax", impl, B, T, H, D, dtype))
         for arm in ("softmax_plus_one", "gpt_oss_sink"):
             for impl in ("fla", "triton"):

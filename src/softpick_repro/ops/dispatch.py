@@ -61,20 +61,32 @@ def use_backend(name: str) -> Iterator[None]:
         _backend = previous
 
 
-def _load_triton():
-    """Return (module, None) or (None, reason) for ``softpick_repro.ops.triton``; cached."""
-    if "result" not in _triton_cache:
+@torch._dynamo.assume_constant_result
+def _triton_problem() -> str:
+    """'' if ``softpick_repro.ops.triton`` imports with its API, else why not; cached.
+
+    Under torch.compile this runs once while tracing and its result is a constant: a first call
+    inside a compiled model would otherwise break the graph at the import (a function Dynamo
+    skips), once per layer."""
+    if "problem" not in _triton_cache:
         try:
             mod = importlib.import_module(f"{__package__}.triton")
-        except ImportError as exc:  # module not written yet, or triton itself unavailable
-            _triton_cache["result"] = (None, f"cannot import {__package__}.triton: {exc}")
+        except ImportError as exc:  # triton itself unavailable (e.g. macOS)
+            _triton_cache["problem"] = f"cannot import {__package__}.triton: {exc}"
         else:
             missing = [n for n in ("triton_attention", "TRITON_ARMS") if not hasattr(mod, n)]
-            if missing:
-                _triton_cache["result"] = (None, f"{__package__}.triton lacks {missing}")
-            else:
-                _triton_cache["result"] = (mod, None)
-    return _triton_cache["result"]
+            _triton_cache["problem"] = f"{__package__}.triton lacks {missing}" if missing else ""
+    return _triton_cache["problem"]
+
+
+def _load_triton():
+    """Return (module, None) or (None, reason) for ``softpick_repro.ops.triton``."""
+    problem = _triton_problem()
+    if problem:
+        return None, problem
+    from . import triton as mod  # already imported by _triton_problem: no import while tracing
+
+    return mod, None
 
 
 def resolve_backend(arm: str, device: torch.device, *, return_weights: bool = False,

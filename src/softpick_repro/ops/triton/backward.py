@@ -8,29 +8,33 @@ With E = exp(S - L) (L = m + log(l), l the forward's final denominator) and Dr =
 where step(x) = 1[x > 0] and dP = dO V^T. Masked scores are set to -inf, so E = R = dS = 0 there.
 The m-dependence of the eps term (eps * exp(m)) is not differentiated: m is a constant, as in the
 reference and the paper's kernel (an O(eps) relative term).
-Two kernels, no atomics: dK/dV per key block (looping over the query heads of its GQA group), dQ per
-query block. All scores are base 2 as in the forward; dS is w.r.t. the natural-scale scores.
+dK/dV per key block (looping over the query heads of its GQA group). dQ either in the same pass,
+added atomically into an fp32 buffer (one recomputation of the scores instead of two: at head dim
+64 the per-score ALU work, not the matmuls, bounds these kernels; the order of the fp32 additions,
+so the last bits of dQ, varies between runs), or by a second kernel per query block (deterministic).
+All scores are base 2 as in the forward; dS is w.r.t. the natural-scale scores.
 """
 import triton
 import triton.language as tl
 
 
 @triton.jit
-def _ds_and_weights(s, E, expnegL, dP, Dr, ARM: tl.constexpr):
-    """Return (R, dS) for score tile s (base 2), E = exp2(s - L); Dr, expnegL broadcast to s."""
+def _ds_and_weights(qk, E, expnegL, dP, Dr, ARM: tl.constexpr):
+    """Return (R, dS) for a raw score tile qk (its sign is the sign of the scaled score), E = exp2(s - L);
+    Dr, expnegL broadcast to qk."""
     if ARM == 0:
         # E - exp(-L) > 0 exactly when s > 0: one compare serves R and both branches of dS
         # (s > 0: E * (dP - Dr); s < 0: E * Dr; s == 0: 0)
-        pos = s > 0.0
+        pos = qk > 0.0
         ED = E * Dr
         R = tl.where(pos, E - expnegL, 0.0)
-        dS = tl.where(pos, E * dP - ED, tl.where(s < 0.0, ED, 0.0))
+        dS = tl.where(pos, E * dP - ED, tl.where(qk < 0.0, ED, 0.0))
     elif ARM == 1:
-        pos = s > 0.0
+        pos = qk > 0.0
         R = tl.where(pos, E - expnegL, 0.0)
         dS = tl.where(pos, E * (dP - Dr), 0.0)
     elif ARM == 2:
-        R = tl.where(s >= 0.0, E, 0.0)
+        R = tl.where(qk >= 0.0, E, 0.0)
         dS = R * (dP - Dr)
     else:
         R = E
@@ -39,12 +43,13 @@ def _ds_and_weights(s, E, expnegL, dP, Dr, ARM: tl.constexpr):
 
 
 @triton.jit
-def _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, sqt, sdot, offs_n, offs_d, lo, hi,
-                Tq, off, scale2, ARM: tl.constexpr, MASK: tl.constexpr,
-                HEAD_DIM: tl.constexpr, BM: tl.constexpr, DOT_PREC: tl.constexpr):
-    """Accumulate dK, dV of one key block over query blocks [lo, hi), in key-major [BN, BM] tiles."""
+def _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, sdot, sdqat, offs_n, offs_d,
+                lo, hi, Tq, off, scale2, ARM: tl.constexpr, MASK: tl.constexpr, ATOMIC_DQ: tl.constexpr,
+                HEAD_DIM: tl.constexpr, BM: tl.constexpr, DOT_PREC: tl.constexpr, WS: tl.constexpr):
+    """Accumulate dK, dV of one key block over query blocks [lo, hi), in key-major [BN, BM] tiles;
+    with ATOMIC_DQ also add this key block's share of dQ (unscaled) into the fp32 buffer DQA."""
     dmask = offs_d < HEAD_DIM
-    for start_m in range(lo, hi, BM):
+    for start_m in tl.range(lo, hi, BM, warp_specialize=WS):
         offs_m = start_m + tl.arange(0, BM)
         rmask = offs_m < Tq
         # rows past Tq load q = dO = 0 and L = Dr = 0: every term they add is 0
@@ -54,26 +59,34 @@ def _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, sqt, sdot, offs
                      mask=rmask[:, None] & dmask[None, :], other=0.0)
         Lr = tl.load(l_base + offs_m, mask=rmask, other=0.0)
         Dr = tl.load(d_base + offs_m, mask=rmask, other=0.0)
-        sT = (tl.dot(kb, qT, input_precision=DOT_PREC) * scale2).to(tl.float32)  # see forward.py
+        qkT = tl.dot(kb, qT, input_precision=DOT_PREC)
         if MASK:
             # -inf scores give E = 0, hence R = dS = 0, for every arm
-            sT = tl.where(offs_n[:, None] <= (off + offs_m)[None, :], sT, float("-inf"))
-        E = tl.exp2(sT - Lr[None, :])
+            qkT = tl.where(offs_n[:, None] <= (off + offs_m)[None, :], qkT, float("-inf"))
+        E = tl.exp2(qkT * scale2 - Lr[None, :])
         dPT = tl.dot(vb, tl.trans(do), input_precision=DOT_PREC)
-        R, dS = _ds_and_weights(sT, E, tl.exp2(-Lr)[None, :], dPT, Dr[None, :], ARM)
-        dv += tl.dot(R.to(do.dtype), do, input_precision=DOT_PREC)
-        dk += tl.dot(dS.to(qT.dtype), tl.trans(qT), input_precision=DOT_PREC)
+        R, dS = _ds_and_weights(qkT, E, tl.exp2(-Lr)[None, :], dPT, Dr[None, :], ARM)
+        dv = tl.dot(R.to(do.dtype), do, dv, input_precision=DOT_PREC)
+        dS = dS.to(qT.dtype)
+        dk = tl.dot(dS, tl.trans(qT), dk, input_precision=DOT_PREC)
+        if ATOMIC_DQ:
+            dq_part = tl.dot(tl.trans(dS), kb, input_precision=DOT_PREC)
+            tl.atomic_add(dqa_base + offs_m[:, None] * sdqat + offs_d[None, :], dq_part,
+                          mask=rmask[:, None] & dmask[None, :], sem="relaxed")
     return dk, dv
 
 
 @triton.jit
-def attn_bwd_dkdv_kernel(Q, K, V, DO, L, DELTA, DK, DV,
+def attn_bwd_dkdv_kernel(Q, K, V, DO, L, DELTA, DK, DV, DQA,
                          sqb, sqt, sqh, skb, skt, skh, svb, svt, svh, sdob, sdot, sdoh,
-                         sdkb, sdkt, sdkh, sdvb, sdvt, sdvh,
+                         sdkb, sdkt, sdkh, sdvb, sdvt, sdvh, sdqab, sdqat, sdqah,
                          Tq, Tk, HQ, HKV, GROUP, scale, scale2,
-                         ARM: tl.constexpr, CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
-                         BD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr):
-    """Grid (cdiv(Tk, BN), B * HKV). Writes dK, dV [B, Tk, HKV, D], summed over the GQA group."""
+                         ARM: tl.constexpr, CAUSAL: tl.constexpr, ATOMIC_DQ: tl.constexpr,
+                         HEAD_DIM: tl.constexpr, BD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                         DOT_PREC: tl.constexpr, WS: tl.constexpr = False):
+    """Grid (cdiv(Tk, BN), B * HKV). Writes dK, dV [B, Tk, HKV, D], summed over the GQA group; with
+    ATOMIC_DQ also accumulates the unscaled dQ into the fp32 buffer DQA [B, Tq, HQ, D] (zeroed by
+    the caller), so that no second pass recomputes the scores for dQ."""
     pid_n = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = (pid_bh // HKV).to(tl.int64)
@@ -84,6 +97,7 @@ def attn_bwd_dkdv_kernel(Q, K, V, DO, L, DELTA, DK, DV,
     kmask = offs_n < Tk
     dmask = offs_d < HEAD_DIM
     off = Tk - Tq
+    scale2 = tl.full([], scale2, tl.float32)  # fp64 under torch.compile's wrapper (forward.py)
     kb = tl.load(K + b * skb + hk * skh + offs_n[:, None] * skt + offs_d[None, :],
                  mask=kmask[:, None] & dmask[None, :], other=0.0)
     vb = tl.load(V + b * svb + hk * svh + offs_n[:, None] * svt + offs_d[None, :],
@@ -107,10 +121,13 @@ def attn_bwd_dkdv_kernel(Q, K, V, DO, L, DELTA, DK, DV,
         do_base = DO + b * sdob + h * sdoh
         l_base = L + (b * HQ + h) * Tq
         d_base = DELTA + (b * HQ + h) * Tq
-        dk, dv = _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, sqt, sdot, offs_n, offs_d,
-                             q_lo, q_mid, Tq, off, scale2, ARM, True, HEAD_DIM, BM, DOT_PREC)
-        dk, dv = _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, sqt, sdot, offs_n, offs_d,
-                             q_mid, q_end, Tq, off, scale2, ARM, False, HEAD_DIM, BM, DOT_PREC)
+        dqa_base = DQA + b * sdqab + h * sdqah
+        dk, dv = _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, sdot, sdqat,
+                             offs_n, offs_d, q_lo, q_mid, Tq, off, scale2, ARM, True, ATOMIC_DQ,
+                             HEAD_DIM, BM, DOT_PREC, False)
+        dk, dv = _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, sdot, sdqat,
+                             offs_n, offs_d, q_mid, q_end, Tq, off, scale2, ARM, False, ATOMIC_DQ,
+                             HEAD_DIM, BM, DOT_PREC, WS)
     omask = kmask[:, None] & dmask[None, :]
     tl.store(DK + b * sdkb + hk * sdkh + offs_n[:, None] * sdkt + offs_d[None, :],
              (dk * scale).to(DK.dtype.element_ty), mask=omask)
@@ -134,16 +151,16 @@ def _dq_block(dq, q, do, Lr, Dr, k_base, v_base, skt, svt, qpos, offs_d, lo, hi,
         else:
             kt = tl.load(k_base + offs_n[None, :] * skt + offs_d[:, None], mask=dmask[:, None], other=0.0)
             vt = tl.load(v_base + offs_n[None, :] * svt + offs_d[:, None], mask=dmask[:, None], other=0.0)
-        s = (tl.dot(q, kt, input_precision=DOT_PREC) * scale2).to(tl.float32)  # see forward.py
+        qk = tl.dot(q, kt, input_precision=DOT_PREC)
         if MASK:
             valid = kmask[None, :]
             if CAUSAL:
                 valid = valid & (offs_n[None, :] <= qpos[:, None])
-            s = tl.where(valid, s, float("-inf"))
-        E = tl.exp2(s - Lr[:, None])
+            qk = tl.where(valid, qk, float("-inf"))
+        E = tl.exp2(qk * scale2 - Lr[:, None])
         dP = tl.dot(do, vt, input_precision=DOT_PREC)
-        R, dS = _ds_and_weights(s, E, tl.exp2(-Lr)[:, None], dP, Dr[:, None], ARM)
-        dq += tl.dot(dS.to(kt.dtype), tl.trans(kt), input_precision=DOT_PREC)
+        R, dS = _ds_and_weights(qk, E, tl.exp2(-Lr)[:, None], dP, Dr[:, None], ARM)
+        dq = tl.dot(dS.to(kt.dtype), tl.trans(kt), dq, input_precision=DOT_PREC)
     return dq
 
 
@@ -154,7 +171,8 @@ def attn_bwd_dq_kernel(Q, K, V, DO, L, DELTA, DQ,
                        ARM: tl.constexpr, CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
                        BD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr):
     """Grid (cdiv(Tq, BM), B * HQ). Writes dQ [B, Tq, HQ, D]."""
-    pid_m = tl.program_id(0)
+    # causal: the last query blocks see the most keys, so they are scheduled first
+    pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = (pid_bh // HQ).to(tl.int64)
     h = pid_bh % HQ
@@ -166,6 +184,7 @@ def attn_bwd_dq_kernel(Q, K, V, DO, L, DELTA, DQ,
     dmask = offs_d < HEAD_DIM
     off = Tk - Tq
     qpos = off + offs_m
+    scale2 = tl.full([], scale2, tl.float32)  # fp64 under torch.compile's wrapper (forward.py)
     lmask = rmask[:, None] & dmask[None, :]
     q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqt + offs_d[None, :], mask=lmask, other=0.0)
     do = tl.load(DO + b * sdob + h * sdoh + offs_m[:, None] * sdot + offs_d[None, :], mask=lmask, other=0.0)
@@ -190,9 +209,10 @@ def attn_bwd_dq_kernel(Q, K, V, DO, L, DELTA, DQ,
 
 
 @triton.jit
-def attn_bwd_delta_kernel(O, DO, DELTA, sob, sot, soh, sdob, sdot, sdoh, Tq, HQ,
-                          HEAD_DIM: tl.constexpr, BD: tl.constexpr, BM: tl.constexpr):
-    """Grid (cdiv(Tq, BM), B * HQ). DELTA [B, HQ, Tq] = rowsum(dO * O), products in fp32."""
+def attn_bwd_delta_kernel(O, DO, DELTA, DQA, sob, sot, soh, sdob, sdot, sdoh, sdqab, sdqat, sdqah, Tq, HQ,
+                          ZERO_DQA: tl.constexpr, HEAD_DIM: tl.constexpr, BD: tl.constexpr, BM: tl.constexpr):
+    """Grid (cdiv(Tq, BM), B * HQ). DELTA [B, HQ, Tq] = rowsum(dO * O), products in fp32; with ZERO_DQA
+    also zeroes the fp32 dQ buffer of the atomic path (the same rows, so no separate memset)."""
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = (pid_bh // HQ).to(tl.int64)
@@ -204,3 +224,6 @@ def attn_bwd_delta_kernel(O, DO, DELTA, sob, sot, soh, sdob, sdot, sdoh, Tq, HQ,
     do = tl.load(DO + b * sdob + h * sdoh + offs_m[:, None] * sdot + offs_d[None, :], mask=mask, other=0.0)
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
     tl.store(DELTA + pid_bh.to(tl.int64) * Tq + offs_m, delta, mask=offs_m < Tq)
+    if ZERO_DQA:
+        tl.store(DQA + b * sdqab + h * sdqah + offs_m[:, None] * sdqat + offs_d[None, :],
+                 tl.zeros([BM, BD], dtype=tl.float32), mask=mask)

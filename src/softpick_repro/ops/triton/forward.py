@@ -28,10 +28,11 @@ LOG2E = 1.4426950408889634
 @triton.jit
 def _fwd_block(acc, m, l, q, k_base, v_base, stride_kt, stride_vt, qpos, offs_d, lo, hi, Tk, scale2,
                ARM: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr,
-               HEAD_DIM: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr):
-    """One pass over key blocks [lo, hi); MASK adds the causal and the key-bounds masks."""
+               HEAD_DIM: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr, WS: tl.constexpr):
+    """One pass over key blocks [lo, hi); MASK adds the causal and the key-bounds masks; WS asks
+    Triton to warp-specialize the loop (loads in their own warps)."""
     dmask = offs_d < HEAD_DIM
-    for start_n in range(lo, hi, BN):
+    for start_n in tl.range(lo, hi, BN, warp_specialize=WS):
         offs_n = start_n + tl.arange(0, BN)
         if MASK:
             kmask = offs_n < Tk
@@ -44,42 +45,44 @@ def _fwd_block(acc, m, l, q, k_base, v_base, stride_kt, stride_vt, qpos, offs_d,
                          mask=dmask[:, None], other=0.0)
             vb = tl.load(v_base + offs_n[:, None] * stride_vt + offs_d[None, :],
                          mask=dmask[None, :], other=0.0)
-        # float scalars arrive as fp32 from a plain launch but as fp64 from torch.compile's
-        # wrapper: cast back, or fp64 spreads into the loop-carried accumulators
-        s = (tl.dot(q, kt, input_precision=DOT_PREC) * scale2).to(tl.float32)
+        # raw scores: the scale (> 0) is applied to the row max and fused into the exponent as one
+        # FFMA per score, scale2 * qk - m, instead of a separate multiply (the kernels are bound
+        # by per-score ALU work at head dim 64, not by the matmuls)
+        qk = tl.dot(q, kt, input_precision=DOT_PREC)
         if MASK:
             valid = kmask[None, :]
             if CAUSAL:
                 valid = valid & (offs_n[None, :] <= qpos[:, None])
             # -inf drops masked entries from the max, rectified and softmax; softpick's shifted
             # exponential is -exp(-m) there, so its arms also zero p below
-            s = tl.where(valid, s, float("-inf"))
-        m_new = tl.maximum(m, tl.max(s, 1))
+            qk = tl.where(valid, qk, float("-inf"))
+        m_new = tl.maximum(m, tl.max(qk, 1) * scale2)
         if ARM == 3:
             # finite pivot while a row has seen no key yet (m = -inf), so -inf - -inf never occurs
             m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
         else:
             m_use = m_new
         r = tl.exp2(m - m_use)
+        e = tl.exp2(qk * scale2 - m_use[:, None])
         if ARM == 0:
-            p = tl.exp2(s - m_use[:, None]) - tl.exp2(-m_use)[:, None]
+            p = e - tl.exp2(-m_use)[:, None]
             if MASK:
                 p = tl.where(valid, p, 0.0)
             l = l * r + tl.sum(tl.abs(p), 1)
             w = tl.maximum(p, 0.0)
         elif ARM == 1:
-            p = tl.exp2(s - m_use[:, None]) - tl.exp2(-m_use)[:, None]
+            p = e - tl.exp2(-m_use)[:, None]
             if MASK:
                 p = tl.where(valid, p, 0.0)
             w = tl.maximum(p, 0.0)
             l = l * r + tl.sum(w, 1)
         elif ARM == 2:
-            w = tl.where(s >= 0.0, tl.exp2(s - m_use[:, None]), 0.0)
+            w = tl.where(qk >= 0.0, e, 0.0)
             l = l * r + tl.sum(w, 1)
         else:
-            w = tl.exp2(s - m_use[:, None])
+            w = e
             l = l * r + tl.sum(w, 1)
-        acc = acc * r[:, None] + tl.dot(w.to(vb.dtype), vb, input_precision=DOT_PREC)
+        acc = tl.dot(w.to(vb.dtype), vb, acc * r[:, None], input_precision=DOT_PREC)
         m = m_new
     return acc, m, l
 
@@ -90,9 +93,10 @@ def attn_fwd_kernel(Q, K, V, O, L, SINK,
                     Tq, Tk, HQ, GROUP, scale2, eps,
                     ARM: tl.constexpr, HAS_SINK: tl.constexpr, CAUSAL: tl.constexpr,
                     HEAD_DIM: tl.constexpr, BD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                    DOT_PREC: tl.constexpr):
+                    DOT_PREC: tl.constexpr, WS: tl.constexpr = False):
     """Grid (cdiv(Tq, BM), B * HQ). Writes O [B, Tq, HQ, D] and L [B, HQ, Tq] (base-2 log-normaliser)."""
-    pid_m = tl.program_id(0)
+    # causal: the last query blocks see the most keys, so they are scheduled first (shorter tail)
+    pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = (pid_bh // HQ).to(tl.int64)
     h = pid_bh % HQ
@@ -104,6 +108,9 @@ def attn_fwd_kernel(Q, K, V, O, L, SINK,
     dmask = offs_d < HEAD_DIM
     off = Tk - Tq
     qpos = off + offs_m
+    # float scalars arrive as fp32 from a plain launch but as fp64 from torch.compile's wrapper:
+    # fp64 would turn every per-score multiply into fp64 arithmetic
+    scale2 = tl.full([], scale2, tl.float32)
 
     q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqt + offs_d[None, :],
                 mask=rmask[:, None] & dmask[None, :], other=0.0)
@@ -132,9 +139,9 @@ def attn_fwd_kernel(Q, K, V, O, L, SINK,
         lo_end = Tk // BN * BN
         hi = Tk
     acc, m, l = _fwd_block(acc, m, l, q, k_base, v_base, skt, svt, qpos, offs_d, 0, lo_end, Tk, scale2,
-                           ARM, False, CAUSAL, HEAD_DIM, BN, DOT_PREC)
+                           ARM, False, CAUSAL, HEAD_DIM, BN, DOT_PREC, WS)
     acc, m, l = _fwd_block(acc, m, l, q, k_base, v_base, skt, svt, qpos, offs_d, lo_end, hi, Tk, scale2,
-                           ARM, True, CAUSAL, HEAD_DIM, BN, DOT_PREC)
+                           ARM, True, CAUSAL, HEAD_DIM, BN, DOT_PREC, False)
 
     if ARM == 3:
         m = tl.where(m == float("-inf"), 0.0, m)

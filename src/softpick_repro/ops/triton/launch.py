@@ -3,12 +3,13 @@
 Tensors are [B, T, H, D] with unit stride on D (other strides are passed through). The forward
 saves q, k, v, o and L [B, HQ, Tq] (float32, base-2 log-normaliser); the backward recomputes the
 scores. Block sizes: 16 under the Triton interpreter (TRITON_INTERPRET=1, CPU tensors); on GPU
-`GPU_BLOCKS` for 16-bit inputs (picked by `python -m softpick_repro.ops.bench --device cuda --tune`
-on an H100, Triton 3.6, softpick B2 T8192 H16 D64 bf16), 8 warps above head dim 64, and small
-`GPU_BLOCKS_FP32` tiles for fp32 (exact-fp32 dots have no tensor-core path; large fp32 tiles spill).
+`GPU_BLOCKS` for 16-bit inputs, per head-dim bucket (picked by `perf/kernel_ab.py --sweep`, softpick
+T 4096 bf16; see perf/KERNELS.md), and small `GPU_BLOCKS_FP32` tiles for fp32 (exact-fp32 dots have
+no tensor-core path; large fp32 tiles spill).
 """
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -19,22 +20,52 @@ from .forward import LOG2E, RECTIFIED, RELU_SOFTMAX, SOFTMAX, SOFTPICK, attn_fwd
 
 ARM_CODES = {"softpick": SOFTPICK, "relu_softmax": RELU_SOFTMAX, "rectified": RECTIFIED, "softmax": SOFTMAX}
 
-# (BM, BN, num_warps, num_stages) per kernel; BM = query rows, BN = keys per tile.
+# (BM, BN, num_warps, num_stages) per kernel and head-dim bucket (<= 64, > 64); BM = query rows,
+# BN = keys per tile.
 GPU_BLOCKS = {
-    "fwd": (64, 64, 4, 4),
-    "dkdv": (32, 64, 4, 3),
-    "dq": (64, 64, 4, 3),
+    64: {"fwd": (64, 64, 4, 4), "dkdv": (32, 64, 4, 4), "dkdv_atomic": (64, 64, 4, 3), "dq": (64, 64, 4, 3)},
+    128: {"fwd": (128, 128, 8, 3), "dkdv": (64, 128, 8, 3), "dkdv_atomic": (64, 128, 8, 3), "dq": (64, 32, 4, 3)},
 }
-GPU_BLOCKS_FP32 = {"fwd": (32, 32, 4, 2), "dkdv": (32, 32, 4, 2), "dq": (32, 32, 4, 2)}
-_INTERPRET_BLOCKS = {"fwd": (16, 16, 1, 1), "dkdv": (16, 16, 1, 1), "dq": (16, 16, 1, 1)}
+# 'auto' takes the atomic dQ from this many keys on, at head dims <= 64 and not for the softmax
+# kernel: where it measured faster on an H200 (perf/KERNELS.md); elsewhere two_pass was as fast or faster
+ATOMIC_DQ_MIN_TK = 4096
+GPU_BLOCKS_FP32 = {"fwd": (32, 32, 4, 2), "dkdv": (32, 32, 4, 2), "dkdv_atomic": (32, 32, 4, 2),
+                   "dq": (32, 32, 4, 2)}
+_INTERPRET_BLOCKS = {"fwd": (16, 16, 1, 1), "dkdv": (16, 16, 1, 1), "dkdv_atomic": (16, 16, 1, 1),
+                     "dq": (16, 16, 1, 1)}
 
 
-def set_gpu_blocks(**blocks: tuple[int, int, int, int]) -> None:
-    """Override GPU block configurations, e.g. set_gpu_blocks(fwd=(128, 64, 8, 3))."""
+def _bucket(head_dim: int) -> int:
+    return 64 if head_dim <= 64 else 128
+
+
+def set_gpu_blocks(head_dim: int | None = None, **blocks: tuple) -> None:
+    """Override GPU block configurations (BM, BN, warps, stages[, warp_specialize]), e.g.
+    set_gpu_blocks(fwd=(128, 64, 8, 3)) for every head dim, or set_gpu_blocks(128, fwd=...) for
+    head dims above 64 only."""
+    buckets = list(GPU_BLOCKS) if head_dim is None else [_bucket(head_dim)]
     for name, cfg in blocks.items():
-        if name not in GPU_BLOCKS:
-            raise ValueError(f"unknown kernel {name!r}; expected one of {sorted(GPU_BLOCKS)}")
-        GPU_BLOCKS[name] = tuple(int(x) for x in cfg)
+        if name not in GPU_BLOCKS[64]:
+            raise ValueError(f"unknown kernel {name!r}; expected one of {sorted(GPU_BLOCKS[64])}")
+        for b in buckets:
+            GPU_BLOCKS[b][name] = tuple(int(x) for x in cfg)
+
+
+def _blocks_from_env() -> None:
+    """$SOFTPICK_REPRO_GPU_BLOCKS: a JSON file or string {"64": {"fwd": [BM, BN, warps, stages(, ws)]},
+    "128": {...}}, e.g. the winners that `perf/kernel_ab.py --sweep` wrote for another GPU."""
+    text = os.environ.get("SOFTPICK_REPRO_GPU_BLOCKS")
+    if not text:
+        return
+    try:
+        spec = json.loads(open(text).read() if os.path.isfile(text) else text)
+        for head_dim, blocks in spec.items():
+            set_gpu_blocks(int(head_dim), **blocks)
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"SOFTPICK_REPRO_GPU_BLOCKS={text!r} is not a valid block spec: {exc}") from exc
+
+
+_blocks_from_env()
 
 
 def interpreting() -> bool:
@@ -46,8 +77,16 @@ def _blocks(name: str, t: torch.Tensor) -> tuple[int, int, int, int]:
         return _INTERPRET_BLOCKS[name]
     if t.dtype == torch.float32:
         return GPU_BLOCKS_FP32[name]
-    BM, BN, warps, stages = GPU_BLOCKS[name]
-    return BM, BN, (max(warps, 8) if t.shape[-1] > 64 else warps), stages
+    return GPU_BLOCKS[_bucket(t.shape[-1])][name][:4]
+
+
+def _ws(name: str, t: torch.Tensor) -> bool:
+    """Triton's warp specialization of the unmasked loop: an optional fifth entry of a GPU_BLOCKS
+    config (16-bit inputs on a GPU only)."""
+    if t.device.type != "cuda" or t.dtype == torch.float32:
+        return False
+    cfg = GPU_BLOCKS[_bucket(t.shape[-1])][name]
+    return bool(cfg[4]) if len(cfg) > 4 else False
 
 
 def check_device(t: torch.Tensor) -> None:
@@ -89,8 +128,31 @@ def attn_forward(q, k, v, sink, arm_code: int, causal: bool, scale: float, eps: 
         v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2),
         Tq, Tk, HQ, HQ // HKV, scale * LOG2E, eps,
         ARM=arm_code, HAS_SINK=sink is not None, CAUSAL=causal, HEAD_DIM=head_dim, BD=BD, BM=BM, BN=BN,
-        DOT_PREC=_dot_precision(q.dtype), num_warps=warps, num_stages=stages)
+        DOT_PREC=_dot_precision(q.dtype), WS=_ws("fwd", q), num_warps=warps, num_stages=stages)
     return o, L
+
+
+DQ_MODES = ("auto", "atomic", "two_pass")
+_dq_mode = os.environ.get("SOFTPICK_REPRO_DQ_MODE", "auto")
+
+
+def set_dq_mode(mode: str) -> None:
+    """How the backward computes dQ: 'atomic' (one pass, fp32 atomic adds), 'two_pass' (a second
+    kernel, bitwise deterministic) or 'auto' (atomic where it measured faster, see
+    ATOMIC_DQ_MIN_TK, and never under torch.use_deterministic_algorithms(True))."""
+    global _dq_mode
+    if mode not in DQ_MODES:
+        raise ValueError(f"unknown dq mode {mode!r}; expected one of {DQ_MODES}")
+    _dq_mode = mode
+
+
+def _atomic_dq(arm_code: int, Tk: int, D: int) -> bool:
+    if _dq_mode not in DQ_MODES:
+        raise ValueError(f"SOFTPICK_REPRO_DQ_MODE={_dq_mode!r}; expected one of {DQ_MODES}")
+    if _dq_mode == "auto":
+        return (not torch.are_deterministic_algorithms_enabled() and arm_code != SOFTMAX
+                and D <= 64 and Tk >= ATOMIC_DQ_MIN_TK)
+    return _dq_mode == "atomic"
 
 
 def attn_backward(do, q, k, v, o, L, arm_code: int, causal: bool, scale: float):
@@ -99,24 +161,31 @@ def attn_backward(do, q, k, v, o, L, arm_code: int, causal: bool, scale: float):
     group = HQ // HKV
     do = _unit_last(do)
     head_dim, BD = _head_dims(D)
+    atomic = _atomic_dq(arm_code, Tk, D)
     delta = torch.empty(B, HQ, Tq, device=q.device, dtype=torch.float32)
+    # the atomic path's fp32 dQ accumulator, zeroed by the delta kernel (a 1-element stand-in otherwise)
+    dqa = torch.empty((B, Tq, HQ, D) if atomic else (1, 1, 1, 1), device=q.device, dtype=torch.float32)
     BMD = 16 if q.device.type != "cuda" else 64
     attn_bwd_delta_kernel[(triton.cdiv(Tq, BMD), B * HQ)](
-        o, do, delta, o.stride(0), o.stride(1), o.stride(2), do.stride(0), do.stride(1), do.stride(2),
-        Tq, HQ, HEAD_DIM=head_dim, BD=BD, BM=BMD)
-    dq = torch.empty_like(q)
+        o, do, delta, dqa, o.stride(0), o.stride(1), o.stride(2), do.stride(0), do.stride(1), do.stride(2),
+        dqa.stride(0), dqa.stride(1), dqa.stride(2), Tq, HQ,
+        ZERO_DQA=atomic, HEAD_DIM=head_dim, BD=BD, BM=BMD)
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
     prec = _dot_precision(q.dtype)
-    BM, BN, warps, stages = _blocks("dkdv", q)
+    BM, BN, warps, stages = _blocks("dkdv_atomic" if atomic else "dkdv", q)
     attn_bwd_dkdv_kernel[(triton.cdiv(Tk, BN), B * HKV)](
-        q, k, v, do, L, delta, dk, dv,
+        q, k, v, do, L, delta, dk, dv, dqa,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), do.stride(0), do.stride(1), do.stride(2),
         dk.stride(0), dk.stride(1), dk.stride(2), dv.stride(0), dv.stride(1), dv.stride(2),
+        dqa.stride(0), dqa.stride(1), dqa.stride(2),
         Tq, Tk, HQ, HKV, group, scale, scale * LOG2E,
-        ARM=arm_code, CAUSAL=causal, HEAD_DIM=head_dim, BD=BD, BM=BM, BN=BN, DOT_PREC=prec,
-        num_warps=warps, num_stages=stages)
+        ARM=arm_code, CAUSAL=causal, ATOMIC_DQ=atomic, HEAD_DIM=head_dim, BD=BD, BM=BM, BN=BN,
+        DOT_PREC=prec, WS=_ws("dkdv_atomic" if atomic else "dkdv", q), num_warps=warps, num_stages=stages)
+    if atomic:
+        return (dqa * scale).to(q.dtype), dk, dv, delta
+    dq = torch.empty_like(q)
     BM, BN, warps, stages = _blocks("dq", q)
     BM = min(BM, max(16, triton.next_power_of_2(Tq)))
     attn_bwd_dq_kernel[(triton.cdiv(Tq, BM), B * HQ)](

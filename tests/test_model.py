@@ -337,3 +337,27 @@ def test_attention_gets_one_dtype_under_autocast(monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model(ids, labels=ids).loss.backward()
     assert seen and all(len(set(d)) == 1 for d in seen), seen
+
+
+def test_rope_under_compile_is_one_opaque_op_with_the_eager_values():
+    """Compiled, cos/sin come from the softpick_repro::rope_cos_sin custom op (so Inductor cannot
+    recompute them inside every layer's q/k rotation); its values equal the eager computation's,
+    and the whole training forward still compiles to one graph."""
+    from softpick_repro.model.modeling import rope_cos_sin
+
+    pos = torch.arange(3, 70)[None]
+    eager = rope_cos_sin(pos, 32, 10000.0, torch.float32)
+    torch._dynamo.reset()
+    compiled = torch.compile(rope_cos_sin, backend="aot_eager", fullgraph=True)(pos, 32, 10000.0, torch.float32)
+    assert all(torch.equal(a, b) for a, b in zip(eager, compiled))
+    ops_seen = []
+
+    def record(gm, example_inputs):
+        ops_seen.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm
+
+    torch._dynamo.reset()
+    model = SoftpickForCausalLM(build_config("micro-s", "softpick", 64))
+    ids = torch.randint(0, 64, (1, 16))
+    torch.compile(lambda x: model(input_ids=x, labels=x).loss, backend=record, fullgraph=True)(ids)
+    assert any("rope_cos_sin" in name for name in ops_seen), sorted(set(ops_seen))[:20]

@@ -55,19 +55,42 @@ class SoftpickRMSNorm(nn.Module):
         return self.weight * h.to(dtype)
 
 
+def _rope_cos_sin_fp32(position_ids: torch.Tensor, head_dim: int, theta: float):
+    exponent = torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float32)
+    inv_freq = 1.0 / (theta ** (exponent / head_dim))
+    freqs = position_ids.float()[..., None] * inv_freq
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+@torch.library.custom_op("softpick_repro::rope_cos_sin", mutates_args=())
+def _rope_cos_sin_op(position_ids: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    return _rope_cos_sin_fp32(position_ids, head_dim, theta)
+
+
+@_rope_cos_sin_op.register_fake
+def _(position_ids, head_dim, theta):
+    shape = (*position_ids.shape, head_dim)
+    return (position_ids.new_empty(shape, dtype=torch.float32),
+            position_ids.new_empty(shape, dtype=torch.float32))
+
+
 def rope_cos_sin(position_ids: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
     """cos/sin [B, T, head_dim] for rotate-half RoPE, computed in fp32, returned in `dtype`.
 
     Only elementwise ops, which autocast leaves in fp32 (Llama's matmul form needs autocast
     disabled), and no Python branching, so torch.fx can trace it. The inverse frequencies
     are recomputed per call (head_dim/2 numbers) rather than kept in a buffer, so loading
-    on the meta device never leaves them uninitialized.
+    on the meta device never leaves them uninitialized. Under torch.compile the same
+    computation runs as one opaque custom op: Inductor would otherwise fuse pow/cos/sin into
+    every layer's rotation of q and k, recomputing them per element (8% of the compiled 340M
+    step on an H200, perf/KERNELS.md).
     """
-    exponent = torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float32)
-    inv_freq = 1.0 / (theta ** (exponent / head_dim))
-    freqs = position_ids.float()[..., None] * inv_freq
-    emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos().to(dtype), emb.sin().to(dtype)
+    if torch.compiler.is_compiling():
+        cos, sin = _rope_cos_sin_op(position_ids, head_dim, float(theta))
+    else:
+        cos, sin = _rope_cos_sin_fp32(position_ids, head_dim, theta)
+    return cos.to(dtype), sin.to(dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

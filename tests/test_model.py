@@ -361,3 +361,23 @@ def test_rope_under_compile_is_one_opaque_op_with_the_eager_values():
     ids = torch.randint(0, 64, (1, 16))
     torch.compile(lambda x: model(input_ids=x, labels=x).loss, backend=record, fullgraph=True)(ids)
     assert any("rope_cos_sin" in name for name in ops_seen), sorted(set(ops_seen))[:20]
+
+
+def test_model_import_defers_sklearn_and_keeps_transformers_whole():
+    """`import softpick_repro.model` no longer pulls in scikit-learn through transformers (2 s per
+    pipeline job), while transformers' availability check and the function it wanted still work."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("sklearn")
+    code = (
+        "import sys, softpick_repro.model\n"
+        "assert 'sklearn' not in sys.modules, 'sklearn imported'\n"
+        "import transformers.utils as u, transformers.generation.candidate_generator as cg\n"
+        "assert u.is_sklearn_available() and cg.is_sklearn_available()\n"
+        "fpr, tpr, thr = cg.roc_curve([0, 1, 1], [0.1, 0.8, 0.6])\n"
+        "assert 'sklearn' in sys.modules and list(tpr)[-1] == 1.0\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]

@@ -4,9 +4,13 @@ Importing this package registers `model_type = "softpick_llama"` with transforme
 `AutoConfig`, `AutoModel` and `AutoModelForCausalLM`, so a saved model directory loads with
 `AutoModelForCausalLM.from_pretrained(path)` without `trust_remote_code`.
 """
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from softpick_repro.model._lean_imports import import_transformers_lean
 
-from softpick_repro.model.configuration import SoftpickConfig
+import_transformers_lean()  # before anything below imports transformers' cache and generation code
+
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM  # noqa: E402
+
+from softpick_repro.model.configuration import SoftpickConfig  # noqa: E402
 from softpick_repro.model.convert_fla import (convert_fla_config, convert_fla_state_dict,
                                               load_fla_checkpoint)
 from softpick_repro.model.modeling import SoftpickForCausalLM, SoftpickModel

@@ -381,3 +381,25 @@ def test_model_import_defers_sklearn_and_keeps_transformers_whole():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+def test_model_import_defers_hqq_and_import_hqq_restores_transformers_view():
+    """hqq (4 s with torch._dynamo) is no longer imported with the model; `import_hqq()` binds the
+    names transformers' guarded imports would have bound and applies its HQQLinear.weight patch."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("hqq")
+    code = (
+        "import sys, softpick_repro.model\n"
+        "assert 'hqq' not in sys.modules, 'hqq imported'\n"
+        "import transformers.quantizers.quantizer_hqq as qh, transformers.cache_utils as cu\n"
+        "assert qh.is_hqq_available() and cu.is_hqq_available()\n"
+        "from softpick_repro.model._lean_imports import import_hqq\n"
+        "q = import_hqq()\n"
+        "assert qh.HQQLinear is q.HQQLinear and cu.HQQQuantizer is q.Quantizer\n"
+        "assert isinstance(vars(q.HQQLinear).get('weight'), property)\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]

@@ -3,7 +3,7 @@ imported.
 
 `import softpick_repro` must be all an exported directory needs to load through
 `AutoModelForCausalLM`, but importing the model (and with it transformers, which pulls in hqq,
-torch._dynamo and scikit-learn) costs ~8 s on a 2-core machine. Most importers never touch a
+torch._dynamo and scikit-learn, though those two are now deferred: model/_lean_imports.py) costs ~7 s on a 2-core machine. Most importers never touch a
 model: the Snakefile when it loads (in every SLURM job too), the table, figure and report jobs.
 So the package installs a one-shot import hook: when `transformers` itself finishes importing,
 `softpick_repro.model` is imported, which registers `softpick_llama`. If transformers is

@@ -162,7 +162,10 @@ def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 
 def _quantize_hqq(model, bits, group_size, device, dtype) -> dict:
-    from hqq.core.quantize import BaseQuantizeConfig, HQQLinear
+    from softpick_repro.model._lean_imports import import_hqq
+
+    hqq_quantize = import_hqq()  # also what transformers' own hqq import would have set up
+    BaseQuantizeConfig, HQQLinear = hqq_quantize.BaseQuantizeConfig, hqq_quantize.HQQLinear
 
     cfg = BaseQuantizeConfig(nbits=bits, group_size=group_size)
     linears = target_linears(model)

@@ -1,19 +1,21 @@
-"""Import transformers without scikit-learn, which it loads eagerly and we never need there.
+"""Import transformers without the two optional libraries it loads eagerly and we rarely need.
 
-transformers imports scikit-learn (~2 s on a 2-core machine) at module level, only because it is
-installed, for assisted generation's confidence threshold
-(`transformers.generation.candidate_generator.roc_curve`). Every pipeline job that touches a
-model paid that before doing anything.
+transformers imports, at module level and only because they are installed:
+- hqq (~4 s on a 2-core machine, most of it torch._dynamo): for its HQQ-quantized KV cache
+  (`transformers.cache_utils.HQQQuantizer`) and its HQQ quantizer
+  (`transformers.quantizers.quantizer_hqq.HQQLinear`, whose import also gives hqq's `HQQLinear`
+  a `weight` property);
+- scikit-learn (~2 s): for assisted generation's confidence threshold
+  (`transformers.generation.candidate_generator.roc_curve`).
+Every pipeline job that touches a model paid those 6 s before doing anything.
 
-`import_transformers_lean()` imports that transformers module while its availability check
-answers "not installed", then restores the check everywhere it was bound and puts a deferred
-stand-in under the name the skipped import would have bound. The stand-in imports the real
-function on first use, so the feature keeps working. If the module is already imported, or
-scikit-learn is not installed, it changes nothing.
-
-hqq (~4 s, most of it torch._dynamo) is imported the same way by transformers, but
-`transformers.quantizers.quantizer_hqq` also patches hqq's `HQQLinear` class when it imports
-it, a side effect that our HQQ quantizer may meet; so hqq is left alone.
+`import_transformers_lean()` imports those transformers modules while the availability checks
+answer "not installed", restores the checks everywhere they were bound, and binds a deferred
+stand-in under each name that the skipped import would have bound. A stand-in imports the real
+object on first use. For hqq, `import_hqq()` (our quantizer's way in, or the first use of a
+stand-in) also re-runs `quantizer_hqq`'s guarded import, so hqq's `HQQLinear` gets transformers'
+patch exactly as before. If transformers' modules are already imported, or a library is not
+installed, nothing changes.
 """
 from __future__ import annotations
 
@@ -22,9 +24,12 @@ import sys
 
 # transformers module -> (availability check it binds, name its guarded import binds, real module, real name)
 DEFERRED = {
+    "transformers.cache_utils": ("is_hqq_available", "HQQQuantizer", "hqq.core.quantize", "Quantizer"),
+    "transformers.quantizers.quantizer_hqq": ("is_hqq_available", "HQQLinear", "hqq.core.quantize", "HQQLinear"),
     "transformers.generation.candidate_generator": ("is_sklearn_available", "roc_curve", "sklearn.metrics",
                                                     "roc_curve"),
 }
+HQQ = "hqq.core.quantize"
 
 
 class Deferred:
@@ -35,7 +40,7 @@ class Deferred:
 
     def resolve(self):
         module, name = self._where
-        return getattr(importlib.import_module(module), name)
+        return getattr(import_hqq() if module == HQQ else importlib.import_module(module), name)
 
     def __getattr__(self, item):
         if item.startswith("__"):
@@ -80,3 +85,18 @@ def import_transformers_lean() -> None:
             mod = sys.modules.get(module)
             if mod is not None and bound_name not in vars(mod):
                 setattr(mod, bound_name, Deferred(real_module, real_name))
+
+
+def import_hqq():
+    """`hqq.core.quantize`, with transformers' hqq-dependent names bound as a plain import of
+    transformers would have bound them (and `HQQLinear.weight` patched by `quantizer_hqq`)."""
+    quantize = importlib.import_module(HQQ)
+    for module, (_check, bound_name, real_module, real_name) in DEFERRED.items():
+        mod = sys.modules.get(module)
+        if real_module != HQQ or mod is None or not isinstance(vars(mod).get(bound_name), Deferred):
+            continue
+        if module == "transformers.quantizers.quantizer_hqq":
+            importlib.reload(mod)  # its guarded block imports HQQLinear and patches it
+        else:
+            setattr(mod, bound_name, getattr(quantize, real_name))
+    return quantize

@@ -363,43 +363,36 @@ def test_rope_under_compile_is_one_opaque_op_with_the_eager_values():
     assert any("rope_cos_sin" in name for name in ops_seen), sorted(set(ops_seen))[:20]
 
 
-def test_model_import_defers_sklearn_and_keeps_transformers_whole():
-    """`import softpick_repro.model` no longer pulls in scikit-learn through transformers (2 s per
-    pipeline job), while transformers' availability check and the function it wanted still work."""
-    import subprocess
-    import sys
-
-    pytest.importorskip("sklearn")
-    code = (
-        "import sys, softpick_repro.model\n"
-        "assert 'sklearn' not in sys.modules, 'sklearn imported'\n"
+# What a fresh interpreter must see after `import softpick_repro.model` (model/_lean_imports.py):
+# the deferred library is not imported, transformers still reports it installed, and the names
+# transformers' guarded import binds still give the real objects.
+LEAN_IMPORT_CHECKS = {
+    "sklearn": (
         "import transformers.utils as u, transformers.generation.candidate_generator as cg\n"
         "assert u.is_sklearn_available() and cg.is_sklearn_available()\n"
         "fpr, tpr, thr = cg.roc_curve([0, 1, 1], [0.1, 0.8, 0.6])\n"
         "assert 'sklearn' in sys.modules and list(tpr)[-1] == 1.0\n"
-        "print('ok')\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
-
-
-def test_model_import_defers_hqq_and_import_hqq_restores_transformers_view():
-    """hqq (4 s with torch._dynamo) is no longer imported with the model; `import_hqq()` binds the
-    names transformers' guarded imports would have bound and applies its HQQLinear.weight patch."""
-    import subprocess
-    import sys
-
-    pytest.importorskip("hqq")
-    code = (
-        "import sys, softpick_repro.model\n"
-        "assert 'hqq' not in sys.modules, 'hqq imported'\n"
+    ),
+    "hqq": (
         "import transformers.quantizers.quantizer_hqq as qh, transformers.cache_utils as cu\n"
         "assert qh.is_hqq_available() and cu.is_hqq_available()\n"
         "from softpick_repro.model._lean_imports import import_hqq\n"
         "q = import_hqq()\n"
         "assert qh.HQQLinear is q.HQQLinear and cu.HQQQuantizer is q.Quantizer\n"
-        "assert isinstance(vars(q.HQQLinear).get('weight'), property)\n"
-        "print('ok')\n"
-    )
+        "assert isinstance(vars(q.HQQLinear).get('weight'), property)  # transformers' patch\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("library", sorted(LEAN_IMPORT_CHECKS))
+def test_model_import_defers_library_and_keeps_transformers_whole(library):
+    """Importing the model no longer imports scikit-learn (2 s) or hqq (4 s, with torch._dynamo)
+    through transformers, yet transformers' features that use them still work."""
+    import subprocess
+    import sys
+
+    pytest.importorskip(library)
+    code = (f"import sys, softpick_repro.model\nassert {library!r} not in sys.modules, 'imported'\n"
+            + LEAN_IMPORT_CHECKS[library] + "print('ok')\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]

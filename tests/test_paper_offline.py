@@ -101,10 +101,18 @@ def test_fixture_tokenizer_is_a_hub_layout_llama_tokenizer(fixture_dir):
     from transformers import AutoTokenizer
 
     files = sorted(p.name for p in (fixture_dir / "tokenizer").iterdir())
-    assert files == ["special_tokens_map.json", "tokenizer.model", "tokenizer_config.json"]
+    # the four files of the fla-hub tokenizer repos (tokenizer_standin.py says where that was read)
+    assert files == ["special_tokens_map.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json"]
     tok = AutoTokenizer.from_pretrained(str(fixture_dir / "tokenizer"))
     assert (tok.unk_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2)
     assert tok("The cat sat.")["input_ids"][0] == 1 and tok.is_fast
+    # tokenizer.json and the SentencePiece model alone (the conversion path) give the same ids
+    slow_only = fixture_dir.parent / "slow_only_tokenizer"
+    slow_only.mkdir(exist_ok=True)
+    for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+        (slow_only / name).write_bytes((fixture_dir / "tokenizer" / name).read_bytes())
+    text = "The cat sat on 12,345 mats; naïve café."
+    assert AutoTokenizer.from_pretrained(str(slow_only))(text)["input_ids"] == tok(text)["input_ids"]
 
 
 # ---- one-line errors -------------------------------------------------------------------------

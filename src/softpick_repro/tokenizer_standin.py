@@ -3,11 +3,15 @@
 The paper's tokenizer (`fla-hub/transformer-1.3B-100B`, the Llama-2 32k SentencePiece model:
 <unk> 0, <s> 1, </s> 2, byte fallback) cannot be fetched offline. `write_sentencepiece_dir`
 trains a stand-in with the same model type and special ids on local text and writes the
-directory the way a Llama-style hub repo ships it: `tokenizer.model`, `tokenizer_config.json`,
-`special_tokens_map.json` and no `tokenizer.json`, so loading it goes through transformers'
-SentencePiece -> fast conversion (needs `sentencepiece` and `protobuf`) exactly as the hub's
-files would. Two uses: the offline fixture (a few hundred tokens) and the tokens/s per core
-measurement behind the cost preview's tokenization estimate (32k tokens):
+directory with the files the fla-hub tokenizer repos ship: `tokenizer.model`, `tokenizer.json`,
+`tokenizer_config.json` and `special_tokens_map.json`. The hub's file listings of
+transformer-2.7B-100B and transformer-340M-10B list all four; for transformer-1.3B-100B a stored
+page of its `tokenizer.json` (1.8 MB) was seen, not its whole listing. `tokenizer.json` is made
+here by transformers' SentencePiece -> fast conversion (needs `sentencepiece` and `protobuf`),
+the way such files are usually made; a directory with `tokenizer.model` alone still loads
+through that conversion (remote_checks.py checks its dependencies). Two uses: the offline
+fixture (a few hundred tokens) and the tokens/s per core measurement behind the cost preview's
+tokenization estimate (32k tokens):
 
     python -m softpick_repro.tokenizer_standin train --out DIR [--vocab-size 32000]
     python -m softpick_repro.tokenizer_standin bench --tokenizer DIR --out perf/tokenize_cpu.json
@@ -64,6 +68,9 @@ def write_sentencepiece_dir(docs: Iterable[str], out_dir: str | Path, vocab_size
         (tmp / "tokenizer.model").write_bytes((Path(work) / "tokenizer.model").read_bytes())
         (tmp / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=2) + "\n")
         (tmp / "special_tokens_map.json").write_text(json.dumps(SPECIAL_TOKENS_MAP, indent=2) + "\n")
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(str(tmp)).backend_tokenizer.save(str(tmp / "tokenizer.json"))
     return out_dir
 
 

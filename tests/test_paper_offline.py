@@ -13,7 +13,7 @@ import pytest
 
 from softpick_repro.config import REPO_ROOT, load_config
 from softpick_repro.data.token_shards import TokenStream, open_split
-from softpick_repro.offline_fixture import write_fixture
+from softpick_repro.offline_fixture import is_current, write_fixture
 from softpick_repro.remote_checks import (RemoteInputError, check_lm_eval_tasks, check_hub_source,
                                           check_text_column, check_tokenizer_dir)
 from softpick_repro.tokenize import configured_documents, gather_manifest, shard_name, tokenize_shard
@@ -161,8 +161,8 @@ def test_slimpajama_windows_from_local_parquet(fixture_dir):
     from softpick_repro.analysis.metric_text import slimpajama_windows
 
     tok = AutoTokenizer.from_pretrained(str(fixture_dir / "tokenizer"))
-    windows, info = slimpajama_windows(tok, 32, 5, name="parquet", config=None, split="test",
-                                       data_files={"test": str(fixture_dir / "slimpajama/test/*.parquet")})
+    windows, info = slimpajama_windows(tok, 32, 5, name="parquet", config=None, split="validation",
+                                       data_files={"validation": str(fixture_dir / "slimpajama/validation/*.parquet")})
     assert windows.shape == (5, 32) and (windows[:, 0] == 1).all() and info["full_documents"] == 5
 
 
@@ -190,7 +190,7 @@ def test_lm_eval_reads_its_own_tasks_from_local_copies(fixture_dir, monkeypatch)
 def test_stage_in_check_passes_on_the_offline_overlay_and_names_what_is_missing(monkeypatch, tmp_path, capsys):
     from softpick_repro import stage_in
 
-    if not (REPO_ROOT / "resources" / "offline" / "fixture.json").exists():
+    if not is_current(REPO_ROOT / "resources" / "offline"):
         write_fixture(REPO_ROOT / "resources" / "offline")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))

@@ -11,7 +11,7 @@ the paper's data, tokenizer, metric-text and lm-eval code paths with no network:
   of the embedded corpus (data/corpus).
 - `tokenizer/`: a SentencePiece BPE trained on those documents, laid out as the paper's
   Llama-2 style tokenizer repo ships it (`softpick_repro.tokenizer_standin`).
-- `slimpajama/test/data-00000-of-00001.parquet`: SlimPajama's columns (text, meta).
+- `slimpajama/validation/data-00000-of-00001.parquet`: SlimPajama's columns (text, meta).
 - `lm_eval/<task>/<split>.parquet` for arc_easy (allenai/ai2_arc ARC-Easy: id, question,
   choices {text, label}, answerKey), lambada_openai (EleutherAI/lambada_openai: text), piqa
   (baber/piqa: goal, sol1, sol2, label), sciq (allenai/sciq: question, distractor1-3,
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 from pathlib import Path
 
@@ -105,6 +106,19 @@ def lm_eval_tables(eval_dir: Path, per_split: int) -> dict[str, dict[str, list[d
     }
 
 
+# bumped whenever the files or their places change (2: tokenizer.json added, SlimPajama split
+# "validation"), so that a fixture written by older code is rewritten rather than read
+LAYOUT = 2
+
+
+def is_current(out_dir: str | Path = DEFAULT_OUT) -> bool:
+    """Whether `out_dir` holds a complete fixture of this code's layout."""
+    try:
+        return json.loads((Path(out_dir) / "fixture.json").read_text()).get("layout") == LAYOUT
+    except (OSError, ValueError):
+        return False
+
+
 def write_fixture(out_dir: str | Path = DEFAULT_OUT, *, corpus_dir: str | Path = "data/corpus",
                   eval_dir: str | Path = "data/eval", documents: int = 4000,
                   vocab_size: int = 2000, per_split: int = 40) -> Path:
@@ -125,12 +139,12 @@ def write_fixture(out_dir: str | Path = DEFAULT_OUT, *, corpus_dir: str | Path =
                            tmp / "fineweb-edu" / "sample" / "100BT" / f"{k:03d}_00000.parquet")
         slim = [{"text": doc, "meta": {"redpajama_set_name": "RedPajamaCommonCrawl"}}
                 for doc in docs[len(docs) * 3 // 4:]]
-        _write_parquet(slim, tmp / "slimpajama" / "test" / "data-00000-of-00001.parquet")
+        _write_parquet(slim, tmp / "slimpajama" / "validation" / "data-00000-of-00001.parquet")
         for task, splits in lm_eval_tables(Path(eval_dir), per_split).items():
             for split, task_rows in splits.items():
                 _write_parquet(task_rows, tmp / "lm_eval" / task / f"{split}.parquet")
         write_sentencepiece_dir(docs, tmp / "tokenizer", vocab_size)
-        dump_json({"documents": len(docs), "fineweb_files": FINEWEB_FILES, "vocab_size": vocab_size,
+        dump_json({"layout": LAYOUT, "documents": len(docs), "fineweb_files": FINEWEB_FILES, "vocab_size": vocab_size,
                    "rows_per_split": per_split, "provenance": provenance()}, tmp / "fixture.json")
     return out_dir
 

@@ -84,7 +84,7 @@ def val_shard_windows(manifest_path: str | Path, seq_len: int,
 
 def slimpajama_windows(tokenizer, seq_len: int, num_samples: int, *,
                        name: str = "Phando/SlimPajama-val-sampled", config: str | None = None,
-                       split: str = "test", max_documents: int = 1_000_000,
+                       split: str = "validation", max_documents: int = 1_000_000,
                        text_column: str = "text", data_files=None) -> tuple[np.ndarray, dict]:
     """Windows from the paper's metric text, streamed (BOS + document ids, truncated): the hub
     dataset, or local files of it (`data_files`, builder `name` e.g. parquet) by the same call."""

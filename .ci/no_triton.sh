@@ -5,11 +5,18 @@
 # package without dependencies; in it the CPU code paths run (tests/cpu_paths_without_triton.py,
 # from outside the checkout, so the installed package is the one imported) and Snakemake trains,
 # exports and analyses one smoke model (results/micro-s/softpick/seed_79/metrics/attention_final.json).
-#   bash .ci/no_triton.sh            (NO_TRITON_VENV, default /tmp/softpick-no-triton)
+#   bash .ci/no_triton.sh [install|run]   (NO_TRITON_VENV, default /tmp/softpick-no-triton)
+# No argument does both. `install` alone builds the venv (network and disk, little CPU: .ci/run
+# starts it in the background beside the test command); `run` then reuses a venv that
+# `install` finished (its marker file), or installs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 VENV=${NO_TRITON_VENV:-/tmp/softpick-no-triton}
+STAGE=${1:-all}
+[[ $STAGE == all || $STAGE == install || $STAGE == run ]] || { echo "usage: no_triton.sh [install|run]" >&2; exit 2; }
+
+install_venv() {
 requirements=$(mktemp)
 # the requirement list as pip would resolve it on macOS (packaging from the calling environment)
 python - "$REPO/pyproject.toml" >"$requirements" <<'PY'
@@ -31,6 +38,14 @@ python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q torch==2.13.0   # the CPU build, first (as .ci/run)
 "$VENV/bin/python" -m pip install -q -r "$requirements"
 "$VENV/bin/python" -m pip install -q --no-deps "$REPO"
+touch "$VENV/.installed"
+rm -f "$requirements"
+}
+
+if [[ $STAGE == install || ! -f $VENV/.installed ]]; then
+    install_venv
+fi
+[[ $STAGE == install ]] && exit 0
 for module in triton fla; do
     if "$VENV/bin/python" -c "import $module" 2>/dev/null; then
         echo "no_triton.sh: $module is importable in $VENV" >&2; exit 1
@@ -47,4 +62,4 @@ if ! PATH=$VENV/bin:$PATH snakemake --cores 2 results/micro-s/softpick/seed_79/m
 fi
 test -s results/micro-s/softpick/seed_79/metrics/attention_final.json
 echo "no-triton venv: CPU paths and a smoke model trained, exported and analysed without triton or fla"
-rm -rf "$work" "$requirements"
+rm -rf "$work"

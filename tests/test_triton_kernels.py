@@ -18,9 +18,10 @@ TESTS = Path(__file__).resolve().parent
 CASES = TESTS / "triton_kernel_cases.py"
 
 
-def _run_cases(interpret: bool, timeout: int) -> subprocess.CompletedProcess:
+def _run_cases(interpret: bool, timeout: int, dq_mode: str = "auto") -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.pop("TRITON_INTERPRET", None)
+    env["SOFTPICK_REPRO_DQ_MODE"] = dq_mode  # the small cases take two_pass under auto
     if interpret:
         env["TRITON_INTERPRET"] = "1"
         env["CUDA_VISIBLE_DEVICES"] = ""  # the interpreter works on CPU tensors
@@ -44,11 +45,12 @@ def _interpreter_broken() -> str | None:
     return None
 
 
-def test_kernels_match_float64_under_interpreter():
+@pytest.mark.parametrize("dq_mode", ["auto", "atomic"])
+def test_kernels_match_float64_under_interpreter(dq_mode):
     reason = _interpreter_broken()
     if reason:
         pytest.skip(reason)
-    res = _run_cases(interpret=True, timeout=600)
+    res = _run_cases(interpret=True, timeout=600, dq_mode=dq_mode)
     assert res.returncode == 0, f"interpreter cases failed:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}"
     assert " passed" in res.stdout and " skipped" not in res.stdout, res.stdout[-2000:]
 

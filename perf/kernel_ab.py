@@ -29,8 +29,10 @@ import torch
 import triton
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-# the first sweep (perf/KERNELS.md) ruled out the rest; each config is tried with and without
-# Triton's warp specialization of the loop
+from softpick_repro.ops.bench import SDPA_PINNED
+
+# the first sweep (perf/KERNELS.md) ruled out the rest; so did Triton's warp specialization of
+# the loop (perf/kernel_ab_ws_sweep_h200.log: no 4-warp config compiled, none was faster)
 FWD_CONFIGS = {64: [(64, 64, 4, 4), (64, 64, 4, 3), (64, 64, 4, 2), (64, 128, 4, 3), (64, 32, 4, 4),
                     (128, 64, 4, 3), (128, 128, 8, 3)],
                128: [(128, 128, 8, 3), (64, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2)]}
@@ -75,8 +77,7 @@ class Kernels:
         return self.launch.attn_backward(do, q, k, v, o, L, self.launch.ARM_CODES[arm], True, scale)[:3]
 
 
-SDPA_BACKENDS = {"sdpa_flash": SDPBackend.FLASH_ATTENTION, "sdpa_cudnn": SDPBackend.CUDNN_ATTENTION,
-                 "sdpa_efficient": SDPBackend.EFFICIENT_ATTENTION}
+SDPA_BACKENDS = {impl: getattr(SDPBackend, name) for impl, name in SDPA_PINNED.items()}
 
 
 def sdpa_pair(q, k, v, do, scale, backend=SDPBackend.FLASH_ATTENTION):
@@ -138,20 +139,19 @@ def main(argv=None) -> int:
                 ours.set_dq("two_pass" if name in ("dkdv", "dq") else "atomic")
                 trials = []
                 for cfg in cands:
-                    for ws in ((False, True) if name != "dq" else (False,)):
-                        ours.set_blocks(D, **{name: (*cfg, ws)})
-                        try:
-                            o, L = ours.fwd(q, k, v, "softpick", scale)
-                            ms = bench(lambda: ours.fwd(q, k, v, "softpick", scale)) if name == "fwd" else \
-                                bench(lambda: ours.bwd(do, q, k, v, o, L, "softpick", scale))
-                        except Exception as exc:  # out of shared memory / registers for this tile
-                            print(f"D{D} {name} {cfg} ws={ws}: {type(exc).__name__}: {str(exc)[:80]}", flush=True)
-                            continue
-                        trials.append((ms, cfg, ws))
-                        print(f"D{D} {name} {cfg} ws={ws}: {ms:.3f} ms", flush=True)
-                ms, cfg, ws = min(trials)
-                ours.set_blocks(D, **{name: (*cfg, ws)})
-                cfgs[name] = [*cfg, ws]
+                    ours.set_blocks(D, **{name: cfg})
+                    try:
+                        o, L = ours.fwd(q, k, v, "softpick", scale)
+                        ms = bench(lambda: ours.fwd(q, k, v, "softpick", scale)) if name == "fwd" else \
+                            bench(lambda: ours.bwd(do, q, k, v, o, L, "softpick", scale))
+                    except Exception as exc:  # out of shared memory / registers for this tile
+                        print(f"D{D} {name} {cfg}: {type(exc).__name__}: {str(exc)[:80]}", flush=True)
+                        continue
+                    trials.append((ms, cfg))
+                    print(f"D{D} {name} {cfg}: {ms:.3f} ms", flush=True)
+                ms, cfg = min(trials)
+                ours.set_blocks(D, **{name: cfg})
+                cfgs[name] = list(cfg)
             best[D] = cfgs
             print(f"D{D} best {json.dumps(cfgs)} ({time.time() - t0:.0f} s)", flush=True)
         for T in args.T:

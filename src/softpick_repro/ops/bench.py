@@ -101,15 +101,10 @@ def _inputs(case: Case, device: str):
     return q, k, v, params, do
 
 
-def _sdpa_backend(name: str):
-    from torch.nn.attention import SDPBackend
-
-    return getattr(SDPBackend, name)
-
-
-# impl name -> SDPA backend it forces ("sdpa" alone is torch's own choice: cuDNN on an H200, torch 2.11)
-SDPA_PINNED = {"sdpa_flash": lambda: _sdpa_backend("FLASH_ATTENTION"),
-               "sdpa_cudnn": lambda: _sdpa_backend("CUDNN_ATTENTION")}
+# impl name -> the torch.nn.attention.SDPBackend it forces ("sdpa" alone is torch's own choice:
+# cuDNN on an H200, torch 2.11)
+SDPA_PINNED = {"sdpa_flash": "FLASH_ATTENTION", "sdpa_cudnn": "CUDNN_ATTENTION",
+               "sdpa_efficient": "EFFICIENT_ATTENTION"}
 
 
 def _attention_fn(case: Case, device: str):
@@ -123,12 +118,12 @@ def _attention_fn(case: Case, device: str):
 
         return torch.compile(ref) if case.impl == "reference_compiled" else ref
     if case.impl in SDPA_PINNED:  # one SDPA backend forced: the baseline is named, not chosen by torch
-        from torch.nn.attention import sdpa_kernel
+        from torch.nn.attention import SDPBackend, sdpa_kernel
 
         from .dispatch import sdpa_attention
 
         def pinned(q, k, v, **p):
-            with sdpa_kernel(SDPA_PINNED[case.impl]()):
+            with sdpa_kernel(getattr(SDPBackend, SDPA_PINNED[case.impl])):
                 return sdpa_attention(q, k, v, case.arm, causal=case.causal, scale=scale, **p)
 
         return pinned

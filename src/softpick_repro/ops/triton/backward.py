@@ -45,11 +45,11 @@ def _ds_and_weights(qk, E, expnegL, dP, Dr, ARM: tl.constexpr):
 @triton.jit
 def _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, sdot, sdqat, offs_n, offs_d,
                 lo, hi, Tq, off, scale2, ARM: tl.constexpr, MASK: tl.constexpr, ATOMIC_DQ: tl.constexpr,
-                HEAD_DIM: tl.constexpr, BM: tl.constexpr, DOT_PREC: tl.constexpr, WS: tl.constexpr):
+                HEAD_DIM: tl.constexpr, BM: tl.constexpr, DOT_PREC: tl.constexpr):
     """Accumulate dK, dV of one key block over query blocks [lo, hi), in key-major [BN, BM] tiles;
     with ATOMIC_DQ also add this key block's share of dQ (unscaled) into the fp32 buffer DQA."""
     dmask = offs_d < HEAD_DIM
-    for start_m in tl.range(lo, hi, BM, warp_specialize=WS):
+    for start_m in range(lo, hi, BM):
         offs_m = start_m + tl.arange(0, BM)
         rmask = offs_m < Tq
         # rows past Tq load q = dO = 0 and L = Dr = 0: every term they add is 0
@@ -83,7 +83,7 @@ def attn_bwd_dkdv_kernel(Q, K, V, DO, L, DELTA, DK, DV, DQA,
                          Tq, Tk, HQ, HKV, GROUP, scale, scale2,
                          ARM: tl.constexpr, CAUSAL: tl.constexpr, ATOMIC_DQ: tl.constexpr,
                          HEAD_DIM: tl.constexpr, BD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                         DOT_PREC: tl.constexpr, WS: tl.constexpr = False):
+                         DOT_PREC: tl.constexpr):
     """Grid (cdiv(Tk, BN), B * HKV). Writes dK, dV [B, Tk, HKV, D], summed over the GQA group; with
     ATOMIC_DQ also accumulates the unscaled dQ into the fp32 buffer DQA [B, Tq, HQ, D] (zeroed by
     the caller), so that no second pass recomputes the scores for dQ."""
@@ -124,10 +124,10 @@ def attn_bwd_dkdv_kernel(Q, K, V, DO, L, DELTA, DK, DV, DQA,
         dqa_base = DQA + b * sdqab + h * sdqah
         dk, dv = _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, sdot, sdqat,
                              offs_n, offs_d, q_lo, q_mid, Tq, off, scale2, ARM, True, ATOMIC_DQ,
-                             HEAD_DIM, BM, DOT_PREC, False)
+                             HEAD_DIM, BM, DOT_PREC)
         dk, dv = _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, sdot, sdqat,
                              offs_n, offs_d, q_mid, q_end, Tq, off, scale2, ARM, False, ATOMIC_DQ,
-                             HEAD_DIM, BM, DOT_PREC, WS)
+                             HEAD_DIM, BM, DOT_PREC)
     omask = kmask[:, None] & dmask[None, :]
     tl.store(DK + b * sdkb + hk * sdkh + offs_n[:, None] * sdkt + offs_d[None, :],
              (dk * scale).to(DK.dtype.element_ty), mask=omask)

@@ -28,11 +28,10 @@ LOG2E = 1.4426950408889634
 @triton.jit
 def _fwd_block(acc, m, l, q, k_base, v_base, stride_kt, stride_vt, qpos, offs_d, lo, hi, Tk, scale2,
                ARM: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr,
-               HEAD_DIM: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr, WS: tl.constexpr):
-    """One pass over key blocks [lo, hi); MASK adds the causal and the key-bounds masks; WS asks
-    Triton to warp-specialize the loop (loads in their own warps)."""
+               HEAD_DIM: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr):
+    """One pass over key blocks [lo, hi); MASK adds the causal and the key-bounds masks."""
     dmask = offs_d < HEAD_DIM
-    for start_n in tl.range(lo, hi, BN, warp_specialize=WS):
+    for start_n in range(lo, hi, BN):
         offs_n = start_n + tl.arange(0, BN)
         if MASK:
             kmask = offs_n < Tk
@@ -93,7 +92,7 @@ def attn_fwd_kernel(Q, K, V, O, L, SINK,
                     Tq, Tk, HQ, GROUP, scale2, eps,
                     ARM: tl.constexpr, HAS_SINK: tl.constexpr, CAUSAL: tl.constexpr,
                     HEAD_DIM: tl.constexpr, BD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                    DOT_PREC: tl.constexpr, WS: tl.constexpr = False):
+                    DOT_PREC: tl.constexpr):
     """Grid (cdiv(Tq, BM), B * HQ). Writes O [B, Tq, HQ, D] and L [B, HQ, Tq] (base-2 log-normaliser)."""
     # causal: the last query blocks see the most keys, so they are scheduled first (shorter tail)
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
@@ -139,9 +138,9 @@ def attn_fwd_kernel(Q, K, V, O, L, SINK,
         lo_end = Tk // BN * BN
         hi = Tk
     acc, m, l = _fwd_block(acc, m, l, q, k_base, v_base, skt, svt, qpos, offs_d, 0, lo_end, Tk, scale2,
-                           ARM, False, CAUSAL, HEAD_DIM, BN, DOT_PREC, WS)
+                           ARM, False, CAUSAL, HEAD_DIM, BN, DOT_PREC)
     acc, m, l = _fwd_block(acc, m, l, q, k_base, v_base, skt, svt, qpos, offs_d, lo_end, hi, Tk, scale2,
-                           ARM, True, CAUSAL, HEAD_DIM, BN, DOT_PREC, False)
+                           ARM, True, CAUSAL, HEAD_DIM, BN, DOT_PREC)
 
     if ARM == 3:
         m = tl.where(m == float("-inf"), 0.0, m)

@@ -40,7 +40,7 @@ def _bucket(head_dim: int) -> int:
 
 
 def set_gpu_blocks(head_dim: int | None = None, **blocks: tuple) -> None:
-    """Override GPU block configurations (BM, BN, warps, stages[, warp_specialize]), e.g.
+    """Override GPU block configurations (BM, BN, warps, stages), e.g.
     set_gpu_blocks(fwd=(128, 64, 8, 3)) for every head dim, or set_gpu_blocks(128, fwd=...) for
     head dims above 64 only."""
     buckets = list(GPU_BLOCKS) if head_dim is None else [_bucket(head_dim)]
@@ -52,7 +52,7 @@ def set_gpu_blocks(head_dim: int | None = None, **blocks: tuple) -> None:
 
 
 def _blocks_from_env() -> None:
-    """$SOFTPICK_REPRO_GPU_BLOCKS: a JSON file or string {"64": {"fwd": [BM, BN, warps, stages(, ws)]},
+    """$SOFTPICK_REPRO_GPU_BLOCKS: a JSON file or string {"64": {"fwd": [BM, BN, warps, stages]},
     "128": {...}}, e.g. the winners that `perf/kernel_ab.py --sweep` wrote for another GPU."""
     text = os.environ.get("SOFTPICK_REPRO_GPU_BLOCKS")
     if not text:
@@ -77,16 +77,7 @@ def _blocks(name: str, t: torch.Tensor) -> tuple[int, int, int, int]:
         return _INTERPRET_BLOCKS[name]
     if t.dtype == torch.float32:
         return GPU_BLOCKS_FP32[name]
-    return GPU_BLOCKS[_bucket(t.shape[-1])][name][:4]
-
-
-def _ws(name: str, t: torch.Tensor) -> bool:
-    """Triton's warp specialization of the unmasked loop: an optional fifth entry of a GPU_BLOCKS
-    config (16-bit inputs on a GPU only)."""
-    if t.device.type != "cuda" or t.dtype == torch.float32:
-        return False
-    cfg = GPU_BLOCKS[_bucket(t.shape[-1])][name]
-    return bool(cfg[4]) if len(cfg) > 4 else False
+    return GPU_BLOCKS[_bucket(t.shape[-1])][name]
 
 
 def check_device(t: torch.Tensor) -> None:
@@ -128,12 +119,12 @@ def attn_forward(q, k, v, sink, arm_code: int, causal: bool, scale: float, eps: 
         v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2),
         Tq, Tk, HQ, HQ // HKV, scale * LOG2E, eps,
         ARM=arm_code, HAS_SINK=sink is not None, CAUSAL=causal, HEAD_DIM=head_dim, BD=BD, BM=BM, BN=BN,
-        DOT_PREC=_dot_precision(q.dtype), WS=_ws("fwd", q), num_warps=warps, num_stages=stages)
+        DOT_PREC=_dot_precision(q.dtype), num_warps=warps, num_stages=stages)
     return o, L
 
 
 DQ_MODES = ("auto", "atomic", "two_pass")
-_dq_mode = os.environ.get("SOFTPICK_REPRO_DQ_MODE", "auto")
+_dq_mode = "auto"
 
 
 def set_dq_mode(mode: str) -> None:
@@ -146,9 +137,13 @@ def set_dq_mode(mode: str) -> None:
     _dq_mode = mode
 
 
+try:  # a bad value fails when the kernels are imported, not at the first backward of a run
+    set_dq_mode(os.environ.get("SOFTPICK_REPRO_DQ_MODE", "auto"))
+except ValueError as exc:
+    raise ValueError(f"SOFTPICK_REPRO_DQ_MODE: {exc}") from exc
+
+
 def _atomic_dq(arm_code: int, Tk: int, D: int) -> bool:
-    if _dq_mode not in DQ_MODES:
-        raise ValueError(f"SOFTPICK_REPRO_DQ_MODE={_dq_mode!r}; expected one of {DQ_MODES}")
     if _dq_mode == "auto":
         return (not torch.are_deterministic_algorithms_enabled() and arm_code != SOFTMAX
                 and D <= 64 and Tk >= ATOMIC_DQ_MIN_TK)
@@ -182,7 +177,7 @@ def attn_backward(do, q, k, v, o, L, arm_code: int, causal: bool, scale: float):
         dqa.stride(0), dqa.stride(1), dqa.stride(2),
         Tq, Tk, HQ, HKV, group, scale, scale * LOG2E,
         ARM=arm_code, CAUSAL=causal, ATOMIC_DQ=atomic, HEAD_DIM=head_dim, BD=BD, BM=BM, BN=BN,
-        DOT_PREC=prec, WS=_ws("dkdv_atomic" if atomic else "dkdv", q), num_warps=warps, num_stages=stages)
+        DOT_PREC=prec, num_warps=warps, num_stages=stages)
     if atomic:
         return (dqa * scale).to(q.dtype), dk, dv, delta
     dq = torch.empty_like(q)

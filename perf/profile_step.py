@@ -4,11 +4,13 @@ matmuls and the rest, per arm (the GPU issue's "where the time goes").
     python perf/profile_step.py --preset 340m --arms softmax softpick --seq-len 4096 --micro-batch 4
 
 The step is the one of softpick_repro.train.throughput (bf16 autocast, fused AdamW, clip, compile
-on), profiled over 3 steps after 3 warm-up steps with torch.profiler; times are summed device time.
+on), profiled over 3 steps after 3 warm-up steps with torch.profiler; times are summed device time,
+set against the wall time of 3 unprofiled steps (the gap: launches, host work, graph boundaries).
 """
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -56,6 +58,11 @@ def main(argv=None) -> None:
         for _ in range(3):
             step()
         torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
+        wall_ms = (time.perf_counter() - start) / 3 * 1e3
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             for _ in range(3):
                 step()
@@ -65,7 +72,8 @@ def main(argv=None) -> None:
         split = {}
         for e in events:
             split[kind(e.key)] = split.get(kind(e.key), 0.0) + e.self_device_time_total
-        print(f"== {arm}: {total / 3 / 1e3:.1f} ms of kernels per step; "
+        print(f"== {arm}: {total / 3 / 1e3:.1f} ms of kernels per step of {wall_ms:.1f} ms wall "
+              f"(unprofiled; the GPU idles {1 - total / 3 / 1e3 / wall_ms:.0%}); "
               + ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(split.items(), key=lambda kv: -kv[1])))
         for e in sorted(events, key=lambda e: -e.self_device_time_total)[:args.top]:
             print(f"  {e.self_device_time_total / total:6.1%} {e.self_device_time_total / 3 / 1e3:7.2f} ms  "

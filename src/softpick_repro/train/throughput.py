@@ -32,7 +32,7 @@ def peak_tflops(device: torch.device) -> float | None:
 
 def measure(preset: str, arm: str, *, seq_len: int, micro_batch: int, steps: int, warmup: int,
             compile_model: bool, device: torch.device, vocab_size: int = 32000,
-            activation_checkpointing: bool = False) -> dict:
+            activation_checkpointing: bool = False, compile_mode: str | None = None) -> dict:
     from ..model import SoftpickForCausalLM, build_config, count_parameters
 
     torch.manual_seed(0)
@@ -42,31 +42,41 @@ def measure(preset: str, arm: str, *, seq_len: int, micro_batch: int, steps: int
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-15,
                             weight_decay=0.1, fused=device.type == "cuda")
-    step_fn = torch.compile(model) if compile_model else model
+    step_fn = torch.compile(model, mode=compile_mode) if compile_model else model
     ids = torch.randint(0, vocab_size, (micro_batch, seq_len), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     losses = []
 
-    def one_step():
+    def one_step(sync: bool):
         with autocast:
             loss = step_fn(input_ids=ids, labels=ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        losses.append(loss.detach())
+        if sync:  # as the trainer: its loss, grad norm and skip decision are read every step
+            float(losses[-1])
+
+    def timed(sync: bool) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            one_step(sync)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
 
     for _ in range(warmup):
-        one_step()
+        one_step(True)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(steps):
-        one_step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds = timed(sync=True)
+    # the same steps without the per-step host sync: the GPU time the host's waits leave idle
+    seconds_nosync = timed(sync=False) if device.type == "cuda" else float("nan")
+    losses = [float(x) for x in losses]
     tokens = steps * micro_batch * seq_len
     n_params = count_parameters(config, embeddings=False)
     layers, width = config.num_hidden_layers, config.num_attention_heads * config.head_dim
@@ -76,9 +86,11 @@ def measure(preset: str, arm: str, *, seq_len: int, micro_batch: int, steps: int
     row = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "preset": preset, "arm": arm, "compile": compile_model,
+        "compile_mode": (compile_mode or "default") if compile_model else "",
         "activation_checkpointing": activation_checkpointing, "seq_len": seq_len,
         "micro_batch": micro_batch, "steps": steps, "params_no_embedding": n_params,
         "tokens_per_s": tokens / seconds,
+        "tokens_per_s_no_step_sync": tokens / seconds_nosync,
         "tflops_6n": flops_dense / seconds / 1e12,
         "tflops_6n_attn": (flops_dense + flops_attn) / seconds / 1e12,
         "mfu_6n": (flops_dense / seconds / 1e12 / peak) if peak else float("nan"),
@@ -101,6 +113,9 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", choices=["off", "on", "both"], default="off")
+    parser.add_argument("--compile-mode", choices=["default", "max-autotune-no-cudagraphs", "max-autotune",
+                                                   "reduce-overhead"], default="default",
+                        help="torch.compile's mode (with --compile on/both)")
     parser.add_argument("--activation-checkpointing", choices=["off", "on", "both"], default="off")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -115,10 +130,12 @@ def main(argv=None) -> None:
         try:
             row = measure(args.preset, arm, seq_len=args.seq_len, micro_batch=micro_batch,
                           steps=args.steps, warmup=args.warmup, compile_model=compile_model,
-                          device=device, activation_checkpointing=recompute)
+                          device=device, activation_checkpointing=recompute,
+                          compile_mode=None if args.compile_mode == "default" else args.compile_mode)
             rows.append({**row, "status": "ok"})
             print(f"{arm:>18} compile={compile_model!s:5} recompute={recompute!s:5} mb={micro_batch:<3}"
-                  f"{row['tokens_per_s']:>10,.0f} tok/s  MFU(6N) {row['mfu_6n']:.3f}  "
+                  f"{row['tokens_per_s']:>10,.0f} tok/s ({row['tokens_per_s_no_step_sync']:,.0f} without "
+                  f"the per-step sync)  MFU(6N) {row['mfu_6n']:.3f}  "
                   f"MFU(6N+attn) {row['mfu_6n_attn']:.3f}  mem {row['peak_mem_gb']:.1f} GB  "
                   f"loss {row['first_loss']:.3f}->{row['last_loss']:.3f}", flush=True)
         except Exception as exc:  # keep measuring the other cells; the CSV says what failed (e.g. OOM)

@@ -70,10 +70,6 @@ class Kernels:
         if hasattr(self.launch, "set_dq_mode"):
             self.launch.set_dq_mode(mode)
 
-    def set_fast_exp(self, mode):
-        if hasattr(self.launch, "set_fast_exp"):
-            self.launch.set_fast_exp(mode)
-
     def fwd(self, q, k, v, arm, scale):
         return self.launch.attn_forward(q, k, v, None, self.launch.ARM_CODES[arm], True, scale, 1e-6)
 
@@ -121,8 +117,6 @@ def main(argv=None) -> int:
     ap.add_argument("--T", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
     ap.add_argument("--tokens", type=int, default=16384)
     ap.add_argument("--H", type=int, default=16)
-    ap.add_argument("--fast-exp", action="store_true",
-                    help="also time ours with the packed fp16 ex2 in the forward ('fwd') and everywhere ('all')")
     args = ap.parse_args(argv)
     ours = Kernels("softpick_repro.ops.triton")
     base = None
@@ -176,11 +170,9 @@ def main(argv=None) -> int:
                 else:
                     err = f"{max(rel(a, r) for a, r in zip([o_, *g_], [so, *sg])):.2e} vs flash"
                 rows.append(dict(impl=impl, arm="softmax", dq="-", D=D, T=T, B=B, fwd_ms=f, bwd_ms=b, err=err))
-            versions = [("ours", ours, m, "off") for m in ("auto", "atomic", "two_pass")]
-            if args.fast_exp:
-                versions += [("ours_fast_fwd", ours, "auto", "fwd"), ("ours_fast_all", ours, "auto", "all")]
+            versions = [("ours", ours, m) for m in ("auto", "atomic", "two_pass")]
             if base is not None:
-                versions.append(("base", base, "two_pass", "off"))
+                versions.append(("base", base, "two_pass"))
             for arm in ("softpick", "softmax"):
                 ref = None
                 if base is not None:
@@ -188,17 +180,13 @@ def main(argv=None) -> int:
                     ref = [o, *base.bwd(do, q, k, v, o, L, arm, scale)]
                 elif arm == "softmax":
                     ref = [so, *sg]
-                for name, K, mode, fast in versions:
+                for name, K, mode in versions:
                     K.set_dq(mode)
-                    K.set_fast_exp(fast)
                     o, L = K.fwd(q, k, v, arm, scale)
                     got = [o, *K.bwd(do, q, k, v, o, L, arm, scale)]
-                    if ref is None:  # no base and no SDPA for this arm: the first (exact) version is the reference
-                        ref = got
-                    err = max(rel(a, r) for a, r in zip(got, ref))
+                    err = max(rel(a, r) for a, r in zip(got, ref)) if ref is not None else float("nan")
                     f, b = time_ours(K, arm, q, k, v, do, scale)
-                    K.set_fast_exp("off")
-                    rows.append(dict(impl=name, arm=arm, dq=mode, fast_exp=fast, D=D, T=T, B=B, fwd_ms=f, bwd_ms=b,
+                    rows.append(dict(impl=name, arm=arm, dq=mode, D=D, T=T, B=B, fwd_ms=f, bwd_ms=b,
                                      err=f"{err:.2e}" + (" FAIL" if err > 2e-2 else "")))
             print(f"D{D} T{T} done ({time.time() - t0:.0f} s)", flush=True)
     for r in rows:

@@ -17,8 +17,6 @@ All scores are base 2 as in the forward; dS is w.r.t. the natural-scale scores.
 import triton
 import triton.language as tl
 
-from .forward import exp2
-
 
 @triton.jit
 def _ds_and_weights(qk, E, expnegL, dP, Dr, ARM: tl.constexpr):
@@ -47,7 +45,7 @@ def _ds_and_weights(qk, E, expnegL, dP, Dr, ARM: tl.constexpr):
 @triton.jit
 def _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, sdot, sdqat, offs_n, offs_d,
                 lo, hi, Tq, off, scale2, ARM: tl.constexpr, MASK: tl.constexpr, ATOMIC_DQ: tl.constexpr,
-                HEAD_DIM: tl.constexpr, BM: tl.constexpr, DOT_PREC: tl.constexpr, FAST_EXP: tl.constexpr):
+                HEAD_DIM: tl.constexpr, BM: tl.constexpr, DOT_PREC: tl.constexpr):
     """Accumulate dK, dV of one key block over query blocks [lo, hi), in key-major [BN, BM] tiles;
     with ATOMIC_DQ also add this key block's share of dQ (unscaled) into the fp32 buffer DQA."""
     dmask = offs_d < HEAD_DIM
@@ -65,7 +63,7 @@ def _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, 
         if MASK:
             # -inf scores give E = 0, hence R = dS = 0, for every arm
             qkT = tl.where(offs_n[:, None] <= (off + offs_m)[None, :], qkT, float("-inf"))
-        E = exp2(qkT * scale2 - Lr[None, :], FAST_EXP)
+        E = tl.exp2(qkT * scale2 - Lr[None, :])
         dPT = tl.dot(vb, tl.trans(do), input_precision=DOT_PREC)
         R, dS = _ds_and_weights(qkT, E, tl.exp2(-Lr)[None, :], dPT, Dr[None, :], ARM)
         dv = tl.dot(R.to(do.dtype), do, dv, input_precision=DOT_PREC)
@@ -85,7 +83,7 @@ def attn_bwd_dkdv_kernel(Q, K, V, DO, L, DELTA, DK, DV, DQA,
                          Tq, Tk, HQ, HKV, GROUP, scale, scale2,
                          ARM: tl.constexpr, CAUSAL: tl.constexpr, ATOMIC_DQ: tl.constexpr,
                          HEAD_DIM: tl.constexpr, BD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                         DOT_PREC: tl.constexpr, FAST_EXP: tl.constexpr = False):
+                         DOT_PREC: tl.constexpr):
     """Grid (cdiv(Tk, BN), B * HKV). Writes dK, dV [B, Tk, HKV, D], summed over the GQA group; with
     ATOMIC_DQ also accumulates the unscaled dQ into the fp32 buffer DQA [B, Tq, HQ, D] (zeroed by
     the caller), so that no second pass recomputes the scores for dQ."""
@@ -126,10 +124,10 @@ def attn_bwd_dkdv_kernel(Q, K, V, DO, L, DELTA, DK, DV, DQA,
         dqa_base = DQA + b * sdqab + h * sdqah
         dk, dv = _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, sdot, sdqat,
                              offs_n, offs_d, q_lo, q_mid, Tq, off, scale2, ARM, True, ATOMIC_DQ,
-                             HEAD_DIM, BM, DOT_PREC, FAST_EXP)
+                             HEAD_DIM, BM, DOT_PREC)
         dk, dv = _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, sdot, sdqat,
                              offs_n, offs_d, q_mid, q_end, Tq, off, scale2, ARM, False, ATOMIC_DQ,
-                             HEAD_DIM, BM, DOT_PREC, FAST_EXP)
+                             HEAD_DIM, BM, DOT_PREC)
     omask = kmask[:, None] & dmask[None, :]
     tl.store(DK + b * sdkb + hk * sdkh + offs_n[:, None] * sdkt + offs_d[None, :],
              (dk * scale).to(DK.dtype.element_ty), mask=omask)
@@ -140,7 +138,7 @@ def attn_bwd_dkdv_kernel(Q, K, V, DO, L, DELTA, DK, DV, DQA,
 @triton.jit
 def _dq_block(dq, q, do, Lr, Dr, k_base, v_base, skt, svt, qpos, offs_d, lo, hi, Tk, scale2,
               ARM: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr,
-              HEAD_DIM: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr, FAST_EXP: tl.constexpr):
+              HEAD_DIM: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr):
     dmask = offs_d < HEAD_DIM
     for start_n in range(lo, hi, BN):
         offs_n = start_n + tl.arange(0, BN)
@@ -159,7 +157,7 @@ def _dq_block(dq, q, do, Lr, Dr, k_base, v_base, skt, svt, qpos, offs_d, lo, hi,
             if CAUSAL:
                 valid = valid & (offs_n[None, :] <= qpos[:, None])
             qk = tl.where(valid, qk, float("-inf"))
-        E = exp2(qk * scale2 - Lr[:, None], FAST_EXP)
+        E = tl.exp2(qk * scale2 - Lr[:, None])
         dP = tl.dot(do, vt, input_precision=DOT_PREC)
         R, dS = _ds_and_weights(qk, E, tl.exp2(-Lr)[:, None], dP, Dr[:, None], ARM)
         dq = tl.dot(dS.to(kt.dtype), tl.trans(kt), dq, input_precision=DOT_PREC)
@@ -171,8 +169,7 @@ def attn_bwd_dq_kernel(Q, K, V, DO, L, DELTA, DQ,
                        sqb, sqt, sqh, skb, skt, skh, svb, svt, svh, sdob, sdot, sdoh, sdqb, sdqt, sdqh,
                        Tq, Tk, HQ, GROUP, scale, scale2,
                        ARM: tl.constexpr, CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
-                       BD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr,
-                       FAST_EXP: tl.constexpr = False):
+                       BD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr):
     """Grid (cdiv(Tq, BM), B * HQ). Writes dQ [B, Tq, HQ, D]."""
     # causal: the last query blocks see the most keys, so they are scheduled first
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
@@ -204,9 +201,9 @@ def attn_bwd_dq_kernel(Q, K, V, DO, L, DELTA, DQ,
         lo_end = Tk // BN * BN
         hi = Tk
     dq = _dq_block(dq, q, do, Lr, Dr, k_base, v_base, skt, svt, qpos, offs_d, 0, lo_end, Tk, scale2,
-                   ARM, False, CAUSAL, HEAD_DIM, BN, DOT_PREC, FAST_EXP)
+                   ARM, False, CAUSAL, HEAD_DIM, BN, DOT_PREC)
     dq = _dq_block(dq, q, do, Lr, Dr, k_base, v_base, skt, svt, qpos, offs_d, lo_end, hi, Tk, scale2,
-                   ARM, True, CAUSAL, HEAD_DIM, BN, DOT_PREC, FAST_EXP)
+                   ARM, True, CAUSAL, HEAD_DIM, BN, DOT_PREC)
     tl.store(DQ + b * sdqb + h * sdqh + offs_m[:, None] * sdqt + offs_d[None, :],
              (dq * scale).to(DQ.dtype.element_ty), mask=lmask)
 

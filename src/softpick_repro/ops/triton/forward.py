@@ -26,21 +26,9 @@ LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def exp2(x, FAST: tl.constexpr):
-    """exp2 in fp32, or with FAST through MUFU's packed half-precision ex2 (two scores per
-    instruction; 11-bit mantissa, inputs rounded to fp16; the result is fp32 again). Only for
-    arguments <= 0 or small: fp16 overflows above 2^16."""
-    if FAST:
-        return tl.inline_asm_elementwise("ex2.approx.f16x2 $0, $1;", "=r,r", [x.to(tl.float16)],
-                                         dtype=tl.float16, is_pure=True, pack=2).to(tl.float32)
-    else:
-        return tl.exp2(x)
-
-
-@triton.jit
 def _fwd_block(acc, m, l, q, k_base, v_base, stride_kt, stride_vt, qpos, offs_d, lo, hi, Tk, scale2,
                ARM: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr,
-               HEAD_DIM: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr, FAST_EXP: tl.constexpr):
+               HEAD_DIM: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr):
     """One pass over key blocks [lo, hi); MASK adds the causal and the key-bounds masks."""
     dmask = offs_d < HEAD_DIM
     for start_n in range(lo, hi, BN):
@@ -74,7 +62,7 @@ def _fwd_block(acc, m, l, q, k_base, v_base, stride_kt, stride_vt, qpos, offs_d,
         else:
             m_use = m_new
         r = tl.exp2(m - m_use)
-        e = exp2(qk * scale2 - m_use[:, None], FAST_EXP)  # <= 1: m_use is the row max
+        e = tl.exp2(qk * scale2 - m_use[:, None])
         if ARM == 0:
             p = e - tl.exp2(-m_use)[:, None]
             if MASK:
@@ -104,7 +92,7 @@ def attn_fwd_kernel(Q, K, V, O, L, SINK,
                     Tq, Tk, HQ, GROUP, scale2, eps,
                     ARM: tl.constexpr, HAS_SINK: tl.constexpr, CAUSAL: tl.constexpr,
                     HEAD_DIM: tl.constexpr, BD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                    DOT_PREC: tl.constexpr, FAST_EXP: tl.constexpr = False):
+                    DOT_PREC: tl.constexpr):
     """Grid (cdiv(Tq, BM), B * HQ). Writes O [B, Tq, HQ, D] and L [B, HQ, Tq] (base-2 log-normaliser)."""
     # causal: the last query blocks see the most keys, so they are scheduled first (shorter tail)
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
@@ -150,9 +138,9 @@ def attn_fwd_kernel(Q, K, V, O, L, SINK,
         lo_end = Tk // BN * BN
         hi = Tk
     acc, m, l = _fwd_block(acc, m, l, q, k_base, v_base, skt, svt, qpos, offs_d, 0, lo_end, Tk, scale2,
-                           ARM, False, CAUSAL, HEAD_DIM, BN, DOT_PREC, FAST_EXP)
+                           ARM, False, CAUSAL, HEAD_DIM, BN, DOT_PREC)
     acc, m, l = _fwd_block(acc, m, l, q, k_base, v_base, skt, svt, qpos, offs_d, lo_end, hi, Tk, scale2,
-                           ARM, True, CAUSAL, HEAD_DIM, BN, DOT_PREC, FAST_EXP)
+                           ARM, True, CAUSAL, HEAD_DIM, BN, DOT_PREC)
 
     if ARM == 3:
         m = tl.where(m == float("-inf"), 0.0, m)

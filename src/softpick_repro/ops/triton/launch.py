@@ -103,26 +103,6 @@ def _head_dims(D: int) -> tuple[int, int]:
     return D, max(16, triton.next_power_of_2(D))
 
 
-FAST_EXP_MODES = ("off", "fwd", "all")
-_fast_exp = "off"
-
-
-def set_fast_exp(mode: str) -> None:
-    """Experiment (perf/KERNELS.md): 'fwd' computes the forward's exponentials with the packed fp16
-    ex2 (every one is <= 1 there); 'all' the backward's too, whose exp(S - L) overflows fp16 when a
-    softpick row's denominator is below 2^-16: not safe for training, a speed probe only."""
-    global _fast_exp
-    if mode not in FAST_EXP_MODES:
-        raise ValueError(f"unknown fast-exp mode {mode!r}; expected one of {FAST_EXP_MODES}")
-    _fast_exp = mode
-
-
-def _fast(t: torch.Tensor, backward: bool) -> bool:
-    if t.device.type != "cuda" or _fast_exp == "off":  # the interpreter has no inline PTX
-        return False
-    return _fast_exp == "all" or not backward
-
-
 def attn_forward(q, k, v, sink, arm_code: int, causal: bool, scale: float, eps: float):
     B, Tq, HQ, D = q.shape
     Tk, HKV = k.shape[1], k.shape[2]
@@ -139,7 +119,7 @@ def attn_forward(q, k, v, sink, arm_code: int, causal: bool, scale: float, eps: 
         v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2),
         Tq, Tk, HQ, HQ // HKV, scale * LOG2E, eps,
         ARM=arm_code, HAS_SINK=sink is not None, CAUSAL=causal, HEAD_DIM=head_dim, BD=BD, BM=BM, BN=BN,
-        DOT_PREC=_dot_precision(q.dtype), FAST_EXP=_fast(q, False), num_warps=warps, num_stages=stages)
+        DOT_PREC=_dot_precision(q.dtype), num_warps=warps, num_stages=stages)
     return o, L
 
 
@@ -197,7 +177,7 @@ def attn_backward(do, q, k, v, o, L, arm_code: int, causal: bool, scale: float):
         dqa.stride(0), dqa.stride(1), dqa.stride(2),
         Tq, Tk, HQ, HKV, group, scale, scale * LOG2E,
         ARM=arm_code, CAUSAL=causal, ATOMIC_DQ=atomic, HEAD_DIM=head_dim, BD=BD, BM=BM, BN=BN,
-        DOT_PREC=prec, FAST_EXP=_fast(q, True), num_warps=warps, num_stages=stages)
+        DOT_PREC=prec, num_warps=warps, num_stages=stages)
     if atomic:
         return (dqa * scale).to(q.dtype), dk, dv, delta
     dq = torch.empty_like(q)
@@ -210,7 +190,7 @@ def attn_backward(do, q, k, v, o, L, arm_code: int, causal: bool, scale: float):
         dq.stride(0), dq.stride(1), dq.stride(2),
         Tq, Tk, HQ, group, scale, scale * LOG2E,
         ARM=arm_code, CAUSAL=causal, HEAD_DIM=head_dim, BD=BD, BM=BM, BN=BN, DOT_PREC=prec,
-        FAST_EXP=_fast(q, True), num_warps=warps, num_stages=stages)
+        num_warps=warps, num_stages=stages)
     return dq, dk, dv, delta
 
 

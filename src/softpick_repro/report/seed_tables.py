@@ -66,8 +66,7 @@ def combine_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 def combine_seed_tables(csv_paths: Sequence[str | Path], seeds: Sequence[str], out_stem: str | Path,
                         log: str | Path | None = None) -> list[Path]:
     """Write out_stem.{csv,md,tex} from the per-seed CSVs (their .md beside them gives the
-    caption). `log`: the job's log file, written directly: the rule runs inside Snakemake's
-    process, whose stdout and logging must stay untouched."""
+    caption). `log`: the job's log file, written directly (seeds, inputs, the files written)."""
     frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in csv_paths]
     md = Path(csv_paths[0]).with_suffix(".md").read_text().split("\n\n")[0].strip()
     caption = md if len(seeds) == 1 else f"{md} Mean ± std over seeds {', '.join(map(str, seeds))}."

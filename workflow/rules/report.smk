@@ -102,5 +102,7 @@ rule combine_seeds:
         caption=seed_table_caption,
     log:
         "logs/report/combine_seeds/{table}.log",
+    conda:
+        "../../envs/softpick.yaml"
     script:
         "../scripts/combine_seeds.py"

@@ -83,7 +83,7 @@ def model_overrides(args) -> dict:
 
 def write_shards(task, train_docs: int, val_docs: int, directory: Path) -> Path:
     """Token shards of the generator in the tokenize stage's id layout (symbol i -> id 3 + i)."""
-    from softpick_repro.io import dump_json
+    from softpick_repro.io import dump_json, sha256_file
 
     if (directory / "manifest.json").exists():
         return directory
@@ -96,7 +96,9 @@ def write_shards(task, train_docs: int, val_docs: int, directory: Path) -> Path:
     dump_json({"format": "flat token ids, BOS before each document, no EOS", "dtype": "uint16",
                "files": {"train": "train.bin", "val": "val.bin"},
                "vocab_size": 3 + len(task.vocabulary), "bos_id": 1, "eos_id": 2,
-               "tokens": {k: int(v.size) for k, v in splits.items()}, "source": task.describe()},
+               "tokens": {k: int(v.size) for k, v in splits.items()}, "source": task.describe(),
+               # the trainer verifies each shard against its manifest's hash (softpick_repro.integrity)
+               "sha256": {k: sha256_file(directory / f"{k}.bin") for k in splits}},
               directory / "manifest.json")
     return directory
 

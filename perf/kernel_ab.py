@@ -201,7 +201,7 @@ def main(argv=None) -> int:
         r["fwdbwd_vs_sdpa"] = (sd["fwd_ms"] + sd["bwd_ms"]) / fb
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="")
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     print(f"{'impl':13} {'arm':8} {'dq':8} {'D':>4} {'T':>5} {'fwd TF':>7} {'bwd TF':>7} {'f+b TF':>7} "

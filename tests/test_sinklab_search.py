@@ -1,24 +1,51 @@
-"""tools/sinklab_search.py, the driver behind docs/SINKLAB.md's table, still runs end to end:
-a few steps of both arms on its synthetic shards (the trainer's shard checks included), one
-JSON row with both arms' measurements, and the row renders as the table."""
+"""tools/sinklab_search.py, the driver behind docs/SINKLAB.md's tables, still runs end to end
+through tools/sinklab_grid.py, the parallel runner of the GPU map: a few steps of both arms on
+the driver's synthetic shards (the trainer's shard checks included), one JSON row with both
+arms' measurements, a broken setting reported without losing the good row, and both renderings."""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TOOLS = REPO_ROOT / "tools"
 
 
-def test_driver_trains_measures_and_tabulates(tmp_path):
-    out = tmp_path / "rows.jsonl"
-    cmd = [sys.executable, str(REPO_ROOT / "tools" / "sinklab_search.py"), "--name", "ci", "--steps", "3",
-           "--batch", "2", "--seq-len", "32", "--eval-docs", "4", "--out", str(out), "--work", str(tmp_path / "w")]
-    run = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+def _tool(*args, timeout=120):
+    return subprocess.run([sys.executable, *map(str, args)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_grid_runs_the_driver_keeps_good_rows_and_reports_bad_ones(tmp_path):
+    grid = tmp_path / "grid.txt"
+    grid.write_text("# a comment line\n"
+                    "ci --steps 3 --batch 2 --seq-len 32 --eval-docs 4\n\n"
+                    "broken --steps 3 --no-such-flag\n")
+    out, logs = tmp_path / "rows.jsonl", tmp_path / "logs"
+    run = _tool(TOOLS / "sinklab_grid.py", grid, "--out", out, "--jobs", "2", "--logs", logs, timeout=600)
+    assert run.returncode == 1, run.stdout + run.stderr          # one setting failed
+    assert "broken: FAILED" in run.stdout and "ci: done" in run.stdout, run.stdout
+    assert "--no-such-flag" in (logs / "broken.log").read_text()
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
-    assert set(row["arms"]) == {"softmax", "softpick"}
+    assert row["name"] == "ci" and set(row["arms"]) == {"softmax", "softpick"}
     for arm in row["arms"].values():
         assert 0.0 <= arm["sink_eps0.3"] <= 100.0 and arm["max_abs"] > 0 and arm["val_loss"] > 0
-    table = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "sinklab_search.py"), "table", str(out)],
-                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        entries = len(arm["max_abs_per_entry"])             # embedding, 1 inner layer, final norm
+        assert entries == 3
+        for key in ("bos_max_abs_per_entry", "rest_max_abs_per_entry", "kurtosis_per_entry", "rms_per_entry"):
+            assert len(arm[key]) == entries, key
+        # the peak over all tokens is the larger of the BOS peak and the peak elsewhere
+        for total, bos, rest in zip(arm["max_abs_per_entry"], arm["bos_max_abs_per_entry"],
+                                    arm["rest_max_abs_per_entry"]):
+            assert abs(total - max(bos, rest)) <= 1e-3 * total   # two forwards, two attention paths
+    table = _tool(TOOLS / "sinklab_search.py", "table", out)
     assert table.returncode == 0 and "| ci |" in table.stdout, table.stdout + table.stderr
+    summary = _tool(TOOLS / "sinklab_search.py", "summary", out)
+    assert summary.returncode == 0 and "| ci |" in summary.stdout, summary.stdout + summary.stderr
+
+
+def test_grid_rejects_a_line_without_a_name(tmp_path):
+    grid = tmp_path / "grid.txt"
+    grid.write_text("--steps 3\n")
+    run = _tool(TOOLS / "sinklab_grid.py", grid, "--out", tmp_path / "rows.jsonl")
+    assert run.returncode != 0 and "starts with the row name" in run.stderr, run.stderr

@@ -11,7 +11,9 @@ setting is appended to --out, with wall and CPU time (user + sys of this process
 
 Settings are given by flags (see --help); the row records every value, so a row's command
 is `python tools/sinklab_search.py` plus its `argv`. `python tools/sinklab_search.py table
-[FILE]` prints the rows as the Markdown table of docs/SINKLAB.md.
+[FILE]` prints the rows as the Markdown table of docs/SINKLAB.md; `summary FILE...` prints
+one line per two-arm row with the four criteria and where the activation peaks sit.
+`tools/sinklab_grid.py` runs many settings in parallel (the GPU map of docs/SINKLAB.md).
 """
 from __future__ import annotations
 
@@ -61,6 +63,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
     p.add_argument("--beta2", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=79)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="training device (the shipped setting must run on the CPU; cuda maps the space faster)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="training precision (fp32 everywhere keeps GPU rows comparable with CPU rows)")
     # measurement
     p.add_argument("--eval-docs", type=int, default=64)
     p.add_argument("--eval-len", type=int, default=0, help="metric window (0 = seq-len)")
@@ -116,7 +122,8 @@ def run_arm(args, arm: str, tokens: Path, work: Path) -> dict:
                micro_batch=args.batch, steps=args.steps, lr=args.lr, warmup_steps=warmup,
                min_lr_ratio=args.min_lr_ratio, weight_decay=args.wd, betas=[0.9, args.beta2],
                seed=args.seed, ckpt_every=args.steps, val_every=args.steps, val_batches=2,
-               threads=1, device="cpu", model_overrides=model_overrides(args))
+               threads=1, device=args.device, precision=args.precision,
+               model_overrides=model_overrides(args))
     wall0, cpu0 = time.perf_counter(), _cpu_seconds()
     summary = train(cfg, tokens_dir=tokens, ckpt_dir=work / arm / "ckpt", out_dir=work / arm / "out",
                     progress=False)
@@ -127,14 +134,37 @@ def run_arm(args, arm: str, tokens: Path, work: Path) -> dict:
     torch.set_num_threads(1)
     m = probe.measure(model, [windows], torch.float32, sink_thresholds=(0.2, 0.3))
     per_layer_max = m["max_abs_per_layer"]
+    bos_max, rest_max = first_token_peaks(model, windows)
     return {"arm": arm, "val_loss": summary["final_val_loss"],
             "sink_eps0.3": m["sink_rate_eps0.3"], "sink_eps0.2": m["sink_rate_eps0.2"],
             "kurtosis": m["kurtosis"],
             "max_abs": max(abs(m["min_activation"]), abs(m["max_activation"])),
             "max_abs_per_entry": per_layer_max, "sparsity_pct": m["sparsity_pct"],
+            "kurtosis_per_entry": [e["kurtosis"] for e in m["per_layer"]],
+            "rms_per_entry": [(e["variance"] + e["mean"] ** 2) ** 0.5 for e in m["per_layer"]],
+            "bos_max_abs_per_entry": bos_max, "rest_max_abs_per_entry": rest_max,
             "mean_first_token_mass": m["mean_first_token_mass"],
             "wall_s": time.perf_counter() - wall0, "cpu_s": _cpu_seconds() - cpu0,
             "train_wall_s": train_wall, "train_cpu_s": train_cpu, "n_params": summary["n_params"]}
+
+
+def first_token_peaks(model, windows) -> tuple[list[float], list[float]]:
+    """Largest |hidden state| per entry at the first (BOS) position and at every other position:
+    says whether a peak is the paper's first-token massive activation or spread over tokens."""
+    import torch
+
+    bos: list[float] = []
+    rest: list[float] = []
+    with torch.inference_mode():
+        for row in windows:
+            ids = torch.as_tensor(np.asarray(row), dtype=torch.long)[None]
+            states = model(ids, output_hidden_states=True, use_cache=False, return_dict=True).hidden_states
+            if not bos:
+                bos, rest = [0.0] * len(states), [0.0] * len(states)
+            for i, h in enumerate(states):
+                bos[i] = max(bos[i], float(h[0, 0].abs().max()))
+                rest[i] = max(rest[i], float(h[0, 1:].abs().max()))
+    return bos, rest
 
 
 def markdown_table(path: str) -> str:
@@ -168,9 +198,38 @@ def markdown_table(path: str) -> str:
     return "\n".join(lines)
 
 
+def summary_table(paths: list[str]) -> str:
+    """One line per two-arm row: the four criteria side by side, and where the peaks sit
+    (largest |activation| over the inner layers' outputs, at BOS and at the other tokens)."""
+    def inner(res, key):
+        values = res.get(key, [])[1:-1]
+        return f"{max(values):.1f}" if values else "-"
+
+    lines = ["| setting | sink @0.3 sm / sp | kurtosis sm / sp (ratio) | max abs sm / sp (ratio) | "
+             "inner peak at BOS sm / sp | inner peak elsewhere sm / sp | val loss sm / sp | meets all 4 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for path in paths:
+        for text in Path(path).read_text().splitlines():
+            row = json.loads(text)
+            sm, sp = row["arms"].get("softmax"), row["arms"].get("softpick")
+            if not (sm and sp):
+                continue
+            lines.append(
+                f"| {row['name']} | {sm['sink_eps0.3']:.1f}% / {sp['sink_eps0.3']:.1f}% | "
+                f"{sm['kurtosis']:.1f} / {sp['kurtosis']:.1f} ({sm['kurtosis'] / sp['kurtosis']:.2f}x) | "
+                f"{sm['max_abs']:.1f} / {sp['max_abs']:.1f} ({sm['max_abs'] / sp['max_abs']:.2f}x) | "
+                f"{inner(sm, 'bos_max_abs_per_entry')} / {inner(sp, 'bos_max_abs_per_entry')} | "
+                f"{inner(sm, 'rest_max_abs_per_entry')} / {inner(sp, 'rest_max_abs_per_entry')} | "
+                f"{sm['val_loss']:.3f} / {sp['val_loss']:.3f} | {'yes' if row.get('meets_all') else 'no'} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["table"]:
         print(markdown_table(argv[1] if len(argv) > 1 else "docs/sinklab_search.jsonl"))
+        return 0
+    if argv[:1] == ["summary"]:
+        print(summary_table(argv[1:] or ["docs/sinklab_search.jsonl"]))
         return 0
     from softpick_repro.analysis.metrics import uniform_first_token_mass
     from softpick_repro.data.synthetic_tasks import TriggerCopyTask

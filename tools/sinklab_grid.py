@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,7 +53,7 @@ def main(argv: list[str]) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="sinklab-grid-"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    running: dict[str, tuple[subprocess.Popen, Path, float]] = {}
+    running: dict[str, tuple[subprocess.Popen, Path, float]] = {}   # name -> process, row file, start
     done = failed = stopped = 0
     total = len(pending)
     while pending or running:
@@ -61,8 +62,8 @@ def main(argv: list[str]) -> int:
             name, flags = pending.pop(0)
             row_file = scratch / f"{name}.jsonl"
             cmd = [sys.executable, str(DRIVER), "--name", name, *flags, "--out", str(row_file)]
-            log = open(logs / f"{name}.log", "w")
-            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), row_file, now)
+            with open(logs / f"{name}.log", "w") as log:   # the child keeps its own descriptor
+                running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), row_file, now)
         if now >= args.start_by and pending:
             print(f"[grid] start-by reached: {len(pending)} setting(s) not started", flush=True)
             pending.clear()
@@ -85,6 +86,7 @@ def main(argv: list[str]) -> int:
                       flush=True)
             del running[name]
         time.sleep(0.5)
+    shutil.rmtree(scratch, ignore_errors=True)
     print(f"[grid] {done} done, {failed} failed, {stopped} stopped, "
           f"{time.perf_counter() - start:.0f} s", flush=True)
     return 0 if not failed else 1

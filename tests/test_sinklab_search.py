@@ -42,6 +42,10 @@ def test_grid_runs_the_driver_keeps_good_rows_and_reports_bad_ones(tmp_path):
     assert table.returncode == 0 and "| ci |" in table.stdout, table.stdout + table.stderr
     summary = _tool(TOOLS / "sinklab_search.py", "summary", out)
     assert summary.returncode == 0 and "| ci |" in summary.stdout, summary.stdout + summary.stderr
+    # a rerun into the same file (after a kill, say) skips the finished row and retries the rest
+    again = _tool(TOOLS / "sinklab_grid.py", grid, "--out", out, "--logs", logs, timeout=600)
+    assert "already in" in again.stdout and "ci: done" not in again.stdout, again.stdout
+    assert "broken: FAILED" in again.stdout and len(out.read_text().splitlines()) == 1
 
 
 def test_grid_rejects_a_line_without_a_name(tmp_path):

@@ -4,13 +4,16 @@ Each line of the grid file is one setting: a row name followed by `tools/sinklab
 flags (blank lines and `#` comments are skipped). Settings start in file order, `--jobs` at a
 time; none starts after `--start-by` seconds and any still running at `--deadline` seconds is
 stopped, so a GPU call with a hard time limit still returns every finished row. Every row is
-appended to `--out` as soon as its process ends (one JSON line, the search driver's format).
+appended to `--out` as soon as its process ends (one JSON line, the search driver's format),
+so a killed grid loses only the settings then running: run it again with the same `--out`
+and the rows already there are skipped.
 
     python tools/sinklab_grid.py grid.txt --out rows.jsonl --jobs 12 --start-by 420 --deadline 540
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 import subprocess
@@ -48,6 +51,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--logs", type=Path, default=None, help="folder for each setting's stdout/stderr")
     args = p.parse_args(argv)
     pending = read_grid(args.grid)
+    if args.out.exists():
+        finished = {json.loads(line)["name"] for line in args.out.read_text().splitlines() if line.strip()}
+        skipped = [name for name, _ in pending if name in finished]
+        if skipped:
+            print(f"[grid] {len(skipped)} setting(s) already in {args.out}, skipped: {', '.join(skipped)}", flush=True)
+        pending = [(name, flags) for name, flags in pending if name not in finished]
     logs = args.logs or Path(tempfile.mkdtemp(prefix="sinklab-grid-logs-"))
     logs.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="sinklab-grid-"))

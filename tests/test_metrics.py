@@ -127,6 +127,19 @@ def test_hidden_state_stats_over_tuple():
         stats.update(tuple(states[:2]))
 
 
+def test_hidden_state_stats_keep_first_token_peaks_apart():
+    states = [torch.zeros(1, 4, 3), torch.zeros(1, 4, 3)]
+    states[0][0, 0, 1] = -9.0    # first token, entry 0
+    states[0][0, 2, 0] = 2.0
+    states[1][0, 3, 2] = 7.0     # another token, entry 1
+    stats = HiddenStateStats()
+    stats.update(tuple(states))
+    stats.update(tuple(s * 0.5 for s in states))   # a second sequence: the maxima stay
+    res = stats.result()
+    assert res["first_token_max_abs_per_layer"] == [9.0, 0.0]
+    assert res["other_tokens_max_abs_per_layer"] == [2.0, 7.0]
+
+
 # ----------------------------------------------------------------------------- sparsity
 def test_sparsity_counts_causal_triangle_only():
     t = 4

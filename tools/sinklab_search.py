@@ -134,7 +134,6 @@ def run_arm(args, arm: str, tokens: Path, work: Path) -> dict:
     torch.set_num_threads(1)
     m = probe.measure(model, [windows], torch.float32, sink_thresholds=(0.2, 0.3))
     per_layer_max = m["max_abs_per_layer"]
-    bos_max, rest_max = first_token_peaks(model, windows)
     return {"arm": arm, "val_loss": summary["final_val_loss"],
             "sink_eps0.3": m["sink_rate_eps0.3"], "sink_eps0.2": m["sink_rate_eps0.2"],
             "kurtosis": m["kurtosis"],
@@ -142,29 +141,11 @@ def run_arm(args, arm: str, tokens: Path, work: Path) -> dict:
             "max_abs_per_entry": per_layer_max, "sparsity_pct": m["sparsity_pct"],
             "kurtosis_per_entry": [e["kurtosis"] for e in m["per_layer"]],
             "rms_per_entry": [(e["variance"] + e["mean"] ** 2) ** 0.5 for e in m["per_layer"]],
-            "bos_max_abs_per_entry": bos_max, "rest_max_abs_per_entry": rest_max,
+            "bos_max_abs_per_entry": m["first_token_max_abs_per_layer"],
+            "rest_max_abs_per_entry": m["other_tokens_max_abs_per_layer"],
             "mean_first_token_mass": m["mean_first_token_mass"],
             "wall_s": time.perf_counter() - wall0, "cpu_s": _cpu_seconds() - cpu0,
             "train_wall_s": train_wall, "train_cpu_s": train_cpu, "n_params": summary["n_params"]}
-
-
-def first_token_peaks(model, windows) -> tuple[list[float], list[float]]:
-    """Largest |hidden state| per entry at the first (BOS) position and at every other position:
-    says whether a peak is the paper's first-token massive activation or spread over tokens."""
-    import torch
-
-    bos: list[float] = []
-    rest: list[float] = []
-    with torch.inference_mode():
-        for row in windows:
-            ids = torch.as_tensor(np.asarray(row), dtype=torch.long)[None]
-            states = model(ids, output_hidden_states=True, use_cache=False, return_dict=True).hidden_states
-            if not bos:
-                bos, rest = [0.0] * len(states), [0.0] * len(states)
-            for i, h in enumerate(states):
-                bos[i] = max(bos[i], float(h[0, 0].abs().max()))
-                rest[i] = max(rest[i], float(h[0, 1:].abs().max()))
-    return bos, rest
 
 
 def markdown_table(path: str) -> str:

@@ -132,18 +132,30 @@ class HiddenStateStats:
     Entry 0 is the embedding output, entries 1..L the layer outputs (for HF Llama-style models
     the last entry is the final-norm output instead of layer L's raw output). The global
     statistics are the merge of every entry: every scalar of every entry counts once.
+    Each update holds whole sequences `[..., T, D]`, so that position 0 is the first (BOS) token:
+    the largest |value| there and at the other positions is kept apart per entry, which tells a
+    first-token massive activation from a peak spread over tokens.
     """
 
     per_entry: list[MomentAccumulator] = field(default_factory=list)
+    first_token_max_abs: list[float] = field(default_factory=list)
+    other_tokens_max_abs: list[float] = field(default_factory=list)
 
     def update(self, hidden_states: Sequence[torch.Tensor]) -> None:
         if not self.per_entry:
             self.per_entry = [MomentAccumulator() for _ in hidden_states]
+            self.first_token_max_abs = [0.0] * len(hidden_states)
+            self.other_tokens_max_abs = [0.0] * len(hidden_states)
         if len(hidden_states) != len(self.per_entry):
             raise ValueError(f"got {len(hidden_states)} hidden states, expected "
                              f"{len(self.per_entry)} (same model for every sample)")
-        for acc, h in zip(self.per_entry, hidden_states):
+        for i, (acc, h) in enumerate(zip(self.per_entry, hidden_states)):
             acc.update(h)
+            magnitude = h.detach().abs()
+            self.first_token_max_abs[i] = max(self.first_token_max_abs[i], float(magnitude[..., 0, :].max()))
+            if h.shape[-2] > 1:
+                self.other_tokens_max_abs[i] = max(self.other_tokens_max_abs[i],
+                                                   float(magnitude[..., 1:, :].max()))
 
     def total(self) -> MomentAccumulator:
         out = MomentAccumulator()
@@ -157,6 +169,8 @@ class HiddenStateStats:
                 "max_activation": tot.max if tot.n else math.nan, "num_scalars": tot.n,
                 "hidden_nonfinite": tot.nonfinite,
                 "max_abs_per_layer": [a.max_abs for a in self.per_entry],
+                "first_token_max_abs_per_layer": list(self.first_token_max_abs),
+                "other_tokens_max_abs_per_layer": list(self.other_tokens_max_abs),
                 "per_layer": [a.as_dict() for a in self.per_entry]}
 
 

@@ -264,3 +264,37 @@ def test_checkpoint_of_other_settings_is_refused(tokens_dir, tmp_path):
     with pytest.raises(CheckpointError, match="other settings \\(lr"):
         train({**cfg, "steps": 10, "lr": 1e-3}, tokens_dir=tokens_dir, ckpt_dir=tmp_path / "ckpt",
               out_dir=None, progress=False)
+
+
+# ----- weight-decay scope
+
+
+def test_weight_decay_on_matrices_spares_embeddings_and_norm_gains(tokens_dir):
+    from softpick_repro.train.data import read_manifest
+    from softpick_repro.train.rundirs import run_key
+    from softpick_repro.train.trainer import build_model, decay_groups
+
+    cfg = TrainConfig.from_dict(micro_train_config(weight_decay_on="matrices"))
+    cfg.validate()
+    model = build_model(cfg, read_manifest(tokens_dir))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)   # Adam's update is then 0: only the decay moves weights
+    torch.optim.AdamW(decay_groups(model, 0.5, "matrices"), lr=1.0).step()
+    decayed = {name for name, p in model.named_parameters()
+               if torch.allclose(p, 0.5 * before[name]) and before[name].abs().sum() > 0}
+    kept = {name for name, p in model.named_parameters() if torch.equal(p, before[name])}
+    assert kept | decayed == set(before)
+    assert "model.embed_tokens.weight" in kept
+    assert all(name in kept for name in before if "norm" in name)
+    assert "lm_head.weight" in decayed
+    assert any("q_proj" in name for name in decayed) and any("down_proj" in name for name in decayed)
+
+    all_groups = decay_groups(model, 0.5, "all")
+    assert len(all_groups) == 1 and len(all_groups[0]["params"]) == len(before)
+    with pytest.raises(ValueError, match="weight_decay_on must be all\\|matrices"):
+        TrainConfig.from_dict(micro_train_config(weight_decay_on="embeddings")).validate()
+    # runs keyed before the field existed keep their checkpoint directory names
+    base = micro_train_config()
+    assert run_key(base) == run_key({**base, "weight_decay_on": "all"})
+    assert run_key(base) != run_key({**base, "weight_decay_on": "matrices"})

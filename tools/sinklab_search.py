@@ -60,6 +60,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--warmup", type=int, default=0, help="warmup steps (0 = 5%% of steps)")
     p.add_argument("--wd", type=float, default=0.1)
+    p.add_argument("--wd-on", default="all", choices=("all", "matrices"),
+                   help="weight decay on all parameters (the paper) or on the matrices only (train.weight_decay_on)")
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
     p.add_argument("--beta2", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=79)
@@ -120,7 +122,7 @@ def run_arm(args, arm: str, tokens: Path, work: Path) -> dict:
     warmup = args.warmup or max(1, args.steps // 20)
     cfg = dict(preset=args.preset, arm=arm, seq_len=args.seq_len, global_batch=args.batch,
                micro_batch=args.batch, steps=args.steps, lr=args.lr, warmup_steps=warmup,
-               min_lr_ratio=args.min_lr_ratio, weight_decay=args.wd, betas=[0.9, args.beta2],
+               min_lr_ratio=args.min_lr_ratio, weight_decay=args.wd, weight_decay_on=args.wd_on, betas=[0.9, args.beta2],
                seed=args.seed, ckpt_every=args.steps, val_every=args.steps, val_batches=2,
                threads=1, device=args.device, precision=args.precision,
                model_overrides=model_overrides(args))

@@ -32,6 +32,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     adam_eps: float = 1e-15
     weight_decay: float = 0.1            # on all parameters, as in the paper
+    weight_decay_on: str = "all"         # all (the paper) | matrices (not the embedding table, not the norm gains)
     grad_clip: float = 1.0
     seed: int = 79
     ckpt_every: int = 1000               # checkpoint period in steps (plus one at the end)
@@ -104,6 +105,8 @@ class TrainConfig:
         if bad_steps:
             raise bad("keep_steps", f"keep_steps {bad_steps} lie outside [1, {self.last_step}] "
                                     f"(the last step of this run)")
+        if self.weight_decay_on not in ("all", "matrices"):
+            raise bad("weight_decay_on", f"weight_decay_on must be all|matrices, got {self.weight_decay_on!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise bad("precision", f"precision must be auto|fp32|bf16, got {self.precision!r}")
         if self.parallel not in ("ddp", "fsdp"):

@@ -28,6 +28,10 @@ from .config import TrainConfig, trajectory
 
 PUBLISHED = "published"
 
+# Fields added after runs were keyed: at their default they stay out of the key, so the
+# checkpoint directories of runs that predate them keep their names.
+_KEYED_ONLY_WHEN_SET = {"weight_decay_on": "all"}
+
 
 def _keyed(train_params: dict) -> dict:
     """The keyed settings, with TrainConfig's defaults filled in (a summary's train_config
@@ -36,6 +40,9 @@ def _keyed(train_params: dict) -> dict:
     keyed = dict(trajectory(full))
     keyed["stop_at_step"] = full["stop_at_step"]
     keyed["keep_steps"] = sorted(full["keep_steps"])
+    for name, default in _KEYED_ONLY_WHEN_SET.items():
+        if keyed.get(name) == default:
+            del keyed[name]
     return keyed
 
 

@@ -121,6 +121,19 @@ def build_model(cfg: TrainConfig, manifest: dict):
     return SoftpickForCausalLM(model_config)
 
 
+def decay_groups(model: torch.nn.Module, weight_decay: float, on: str) -> list[dict]:
+    """AdamW parameter groups. `all` decays every parameter (the paper). `matrices` decays the
+    projection matrices and the LM head only: the embedding table and the norm gains may grow
+    freely, which is where softmax models park their first-token peaks (docs/SINKLAB.md)."""
+    if on == "all":
+        return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
+    decay, free = [], []
+    for name, param in model.named_parameters():
+        is_matrix = param.ndim >= 2 and "embed_tokens" not in name
+        (decay if is_matrix else free).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}]
+
+
 class _Run:
     """State of one training process; `train()` is the public entry."""
 
@@ -184,7 +197,8 @@ class _Run:
                 fully_shard(layer)
             fully_shard(self.model)
         fused = self.device.type == "cuda"
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
+        self.optimizer = torch.optim.AdamW(decay_groups(self.model, cfg.weight_decay, cfg.weight_decay_on),
+                                           lr=cfg.lr, betas=cfg.betas,
                                            eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
                                            fused=fused or None)
         self.scheduler = WarmupCosine(self.optimizer, lr=cfg.lr, warmup=cfg.warmup_steps,

@@ -64,6 +64,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="weight decay on all parameters (the paper) or on the matrices only (train.weight_decay_on)")
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
     p.add_argument("--beta2", type=float, default=0.95)
+    p.add_argument("--grad-clip", type=float, default=1.0, help="global gradient-norm clip (train.grad_clip)")
     p.add_argument("--seed", type=int, default=79)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="training device (the shipped setting must run on the CPU; cuda maps the space faster)")
@@ -122,7 +123,8 @@ def run_arm(args, arm: str, tokens: Path, work: Path) -> dict:
     warmup = args.warmup or max(1, args.steps // 20)
     cfg = dict(preset=args.preset, arm=arm, seq_len=args.seq_len, global_batch=args.batch,
                micro_batch=args.batch, steps=args.steps, lr=args.lr, warmup_steps=warmup,
-               min_lr_ratio=args.min_lr_ratio, weight_decay=args.wd, weight_decay_on=args.wd_on, betas=[0.9, args.beta2],
+               min_lr_ratio=args.min_lr_ratio, weight_decay=args.wd, weight_decay_on=args.wd_on,
+               betas=[0.9, args.beta2], grad_clip=args.grad_clip,
                seed=args.seed, ckpt_every=args.steps, val_every=args.steps, val_batches=2,
                threads=1, device=args.device, precision=args.precision,
                model_overrides=model_overrides(args))

@@ -53,3 +53,37 @@ def test_grid_rejects_a_line_without_a_name(tmp_path):
     grid.write_text("--steps 3\n")
     run = _tool(TOOLS / "sinklab_grid.py", grid, "--out", tmp_path / "rows.jsonl")
     assert run.returncode != 0 and "starts with the row name" in run.stderr, run.stderr
+
+
+def test_criteria_and_rows_of_arms_run_as_separate_processes(tmp_path):
+    sys.path.insert(0, str(TOOLS))
+    try:
+        import sinklab_search as driver
+    finally:
+        sys.path.remove(str(TOOLS))
+
+    def arm(sink, kurtosis, max_abs, wall):
+        return {"sink_eps0.3": sink, "kurtosis": kurtosis, "max_abs": max_abs, "wall_s": wall, "val_loss": 3.1}
+
+    def row(name, argv, device="cpu", **arms):
+        return {"name": name, "argv": ["--name", name, *argv], "device": device, "arms": arms}
+
+    good = arm(50.0, 120.0, 60.0, 500)
+    clean = arm(0.0, 6.0, 5.0, 550)
+    assert driver.criteria(row("a", [], softmax=good, softpick=clean)) == (True, True)
+    # the same numbers from the GPU meet criteria 1-3, never the CPU budget
+    assert driver.criteria(row("a", ["--device", "cuda"], "cuda", softmax=good, softpick=clean)) == (True, False)
+    assert driver.criteria(row("a", [], softmax=good, softpick={**clean, "wall_s": 601})) == (True, False)
+    assert driver.criteria(row("a", [], softmax=good, softpick={**clean, "sink_eps0.3": 0.5}))[0] is False
+    assert driver.criteria(row("a", [], softmax={**good, "max_abs": 49.0}, softpick=clean))[0] is False
+    assert driver.criteria(row("a", ["--seq-len", "32"], softmax=good, softpick=clean))[0] is False
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("\n".join(json.dumps(r) for r in (
+        row("split", ["--arms", "softmax"], softmax=good), row("other", [], softmax=good, softpick=clean),
+        row("split", ["--arms", "softpick"], softpick=clean))) + "\n")
+    merged = driver.merged_rows([str(rows)])
+    assert [r["name"] for r in merged] == ["split", "other"]
+    assert set(merged[0]["arms"]) == {"softmax", "softpick"}
+    lines = driver.summary_table([str(rows)]).splitlines()[2:]
+    assert len(lines) == 2 and all(line.endswith("| yes | yes |") for line in lines)

@@ -183,29 +183,56 @@ def markdown_table(path: str) -> str:
     return "\n".join(lines)
 
 
+def criteria(row: dict) -> tuple[bool, bool]:
+    """(criteria 1-3, all four) of a two-arm row: softmax sink >= 30% at eps 0.3 with softpick
+    at 0%, kurtosis and max |activation| ratios >= 10x, on windows of >= 64 tokens; the fourth
+    is <= 600 s wall per arm, which only a CPU row can meet (the budget is the CPU's)."""
+    args = parse(row["argv"])
+    sm, sp = row["arms"]["softmax"], row["arms"]["softpick"]
+    phenomenon = bool(sm["sink_eps0.3"] >= 30 and sp["sink_eps0.3"] == 0
+                      and sm["kurtosis"] >= 10 * sp["kurtosis"] and sm["max_abs"] >= 10 * sp["max_abs"]
+                      and (args.eval_len or args.seq_len) >= 64)
+    in_budget = max(sm["wall_s"], sp["wall_s"]) <= 600 and row.get("device", "cpu") == "cpu"
+    return phenomenon, phenomenon and in_budget
+
+
+def merged_rows(paths: list[str]) -> list[dict]:
+    """The rows of the files, one per setting name: arms trained as separate processes (one
+    row each) are joined under their name."""
+    rows: dict[str, dict] = {}
+    for path in paths:
+        for text in Path(path).read_text().splitlines():
+            row = json.loads(text)
+            if row["name"] in rows:
+                rows[row["name"]]["arms"].update(row["arms"])
+            else:
+                rows[row["name"]] = row
+    return list(rows.values())
+
+
 def summary_table(paths: list[str]) -> str:
-    """One line per two-arm row: the four criteria side by side, and where the peaks sit
-    (largest |activation| over the inner layers' outputs, at BOS and at the other tokens)."""
+    """One line per setting with both arms: the four criteria side by side, and where the peaks
+    sit (largest |activation| over the inner layers' outputs, at BOS and at the other tokens)."""
     def inner(res, key):
         values = res.get(key, [])[1:-1]
         return f"{max(values):.1f}" if values else "-"
 
     lines = ["| setting | sink @0.3 sm / sp | kurtosis sm / sp (ratio) | max abs sm / sp (ratio) | "
-             "inner peak at BOS sm / sp | inner peak elsewhere sm / sp | val loss sm / sp | meets all 4 |",
-             "|---|---|---|---|---|---|---|---|"]
-    for path in paths:
-        for text in Path(path).read_text().splitlines():
-            row = json.loads(text)
-            sm, sp = row["arms"].get("softmax"), row["arms"].get("softpick")
-            if not (sm and sp):
-                continue
-            lines.append(
-                f"| {row['name']} | {sm['sink_eps0.3']:.1f}% / {sp['sink_eps0.3']:.1f}% | "
-                f"{sm['kurtosis']:.1f} / {sp['kurtosis']:.1f} ({sm['kurtosis'] / sp['kurtosis']:.2f}x) | "
-                f"{sm['max_abs']:.1f} / {sp['max_abs']:.1f} ({sm['max_abs'] / sp['max_abs']:.2f}x) | "
-                f"{inner(sm, 'bos_max_abs_per_entry')} / {inner(sp, 'bos_max_abs_per_entry')} | "
-                f"{inner(sm, 'rest_max_abs_per_entry')} / {inner(sp, 'rest_max_abs_per_entry')} | "
-                f"{sm['val_loss']:.3f} / {sp['val_loss']:.3f} | {'yes' if row.get('meets_all') else 'no'} |")
+             "inner peak at BOS sm / sp | inner peak elsewhere sm / sp | val loss sm / sp | meets 1-3 | meets all 4 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in merged_rows(paths):
+        sm, sp = row["arms"].get("softmax"), row["arms"].get("softpick")
+        if not (sm and sp):
+            continue
+        phenomenon, everything = criteria(row)
+        lines.append(
+            f"| {row['name']} | {sm['sink_eps0.3']:.1f}% / {sp['sink_eps0.3']:.1f}% | "
+            f"{sm['kurtosis']:.1f} / {sp['kurtosis']:.1f} ({sm['kurtosis'] / sp['kurtosis']:.2f}x) | "
+            f"{sm['max_abs']:.1f} / {sp['max_abs']:.1f} ({sm['max_abs'] / sp['max_abs']:.2f}x) | "
+            f"{inner(sm, 'bos_max_abs_per_entry')} / {inner(sp, 'bos_max_abs_per_entry')} | "
+            f"{inner(sm, 'rest_max_abs_per_entry')} / {inner(sp, 'rest_max_abs_per_entry')} | "
+            f"{sm['val_loss']:.3f} / {sp['val_loss']:.3f} | {'yes' if phenomenon else 'no'} | "
+            f"{'yes' if everything else 'no'} |")
     return "\n".join(lines)
 
 
@@ -245,10 +272,7 @@ def main(argv: list[str]) -> int:
         sm, sp = row["arms"]["softmax"], row["arms"]["softpick"]
         row["kurtosis_ratio"] = sm["kurtosis"] / sp["kurtosis"]
         row["max_abs_ratio"] = sm["max_abs"] / sp["max_abs"]
-        row["meets_all"] = bool(sm["sink_eps0.3"] >= 30 and sp["sink_eps0.3"] == 0
-                                and row["kurtosis_ratio"] >= 10 and row["max_abs_ratio"] >= 10
-                                and eval_len >= 64 and max(sm["wall_s"], sp["wall_s"]) <= 600
-                                and args.device == "cpu")   # the time budget is the CPU's
+        row["meets_all"] = criteria(row)[1]
         print(f"[{args.name}] kurtosis ratio {row['kurtosis_ratio']:.2f}, max ratio "
               f"{row['max_abs_ratio']:.2f}, meets all: {row['meets_all']}", flush=True)
     with open(args.out, "a") as handle:

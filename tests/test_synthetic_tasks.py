@@ -151,10 +151,11 @@ def test_stage_switches_empty_their_jobs(tmp_path):
         plan.stage_enabled(full, "benchmark")
 
 
-def test_sinklab_config_plans_training_and_attention_only():
+@pytest.mark.parametrize("overlays", [["sinklab.yaml"], ["sinklab.yaml", "sinklab_massive.yaml"]])
+def test_sinklab_config_plans_training_and_attention_only(overlays):
     from softpick_repro import plan
 
-    cfg = load_config([REPO_ROOT / "config" / "config.yaml", REPO_ROOT / "config" / "sinklab.yaml"])
+    cfg = load_config([REPO_ROOT / "config" / name for name in ["config.yaml", *overlays]])
     assert cfg["data"]["source"] == "synthetic" and cfg["tokenizer"]["kind"] == "symbols"
     assert plan.evaluations(cfg) == [] and plan.passkey_runs(cfg) == [] and plan.deadheads_runs(cfg) == []
     assert len(plan.attention_map_runs(cfg)) == 4  # Figures 8-19 need two sizes x softmax/softpick
@@ -162,6 +163,9 @@ def test_sinklab_config_plans_training_and_attention_only():
     # every training window is one whole document (BOS + length symbols)
     assert cfg["train"]["seq_len"] == cfg["data"]["synthetic"]["length"] + 1
     assert cfg["metrics"]["seq_len"] >= 64
+    # one pass: no training window is seen twice (2% of the documents go to validation)
+    windows = max(entry["steps"] for entry in cfg["sizes"]) * cfg["train"]["global_batch"]
+    assert 0.975 * cfg["data"]["synthetic"]["documents"] >= windows   # the 2% split is by hash: ~+-0.05%
     from softpick_repro import cost
 
     rules = [job.rule for job in cost.plan_jobs(cfg)]

@@ -35,7 +35,8 @@ def planned_rules(result):
 
 # config/gpu.yaml (device: cuda) plans here too: a plan made without a GPU (login node, CI) must pass
 @pytest.mark.parametrize("overlay", [[], ["--configfile", "config/smoke.yaml"], ["--configfile", "config/paper.yaml"],
-                                     ["--configfile", "config/gpu.yaml"], ["--configfile", "config/sinklab.yaml"]])
+                                     ["--configfile", "config/gpu.yaml"], ["--configfile", "config/sinklab.yaml"],
+                                     ["--configfile", "config/sinklab.yaml", "config/sinklab_massive.yaml"]])
 def test_dry_run_plans(overlay):
     result = snakemake("-n", "--quiet", "rules", "--rerun-incomplete", *overlay)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -51,3 +51,15 @@ def test_several_seeds_give_mean_and_band(tmp_path):
     outs = plot_training_curves({"S": {"softmax": [tmp_path / "s79.csv", tmp_path / "s80.csv"]}},
                                 tmp_path / "fig2", "Figure 2")
     assert all(p.stat().st_size > 1000 for p in outs)
+
+
+def test_table6_names_a_constant_schedule_and_matrices_only_decay():
+    from softpick_repro.report.training import training_config_table
+
+    paper = training_config_table(SIZES, TRAIN, {}).set_index("setting")
+    assert paper.loc["schedule", "340M"] == "linear warmup, cosine to 0.1 x LR"
+    assert paper.loc["weight decay", "340M"] == "0.1"
+    lab = training_config_table(SIZES, {**TRAIN, "min_lr_ratio": 1.0, "weight_decay_on": "matrices"}, {})
+    lab = lab.set_index("setting")
+    assert lab.loc["schedule", "340M"] == "linear warmup, then constant"
+    assert lab.loc["weight decay", "340M"] == "0.1 (matrices only)"

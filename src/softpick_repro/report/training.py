@@ -25,11 +25,13 @@ def training_config_table(sizes: list[dict], train: Mapping, param_counts: Mappi
             "steps": size["steps"],
             "peak LR": format_value(size["lr"], 6).rstrip("0"),
             "warmup steps": size["warmup_steps"],
-            "schedule": f"linear warmup, cosine to {train['min_lr_ratio']:g} x LR",
+            "schedule": ("linear warmup, then constant" if train["min_lr_ratio"] == 1
+                         else f"linear warmup, cosine to {train['min_lr_ratio']:g} x LR"),
             "global batch (sequences x tokens)": f"{train['global_batch']} x {train['seq_len']}",
             "tokens": f"{tokens:,}",
             "optimizer": f"AdamW betas {tuple(train['betas'])}, eps {train['adam_eps']:g}",
-            "weight decay": train["weight_decay"],
+            "weight decay": (f"{train['weight_decay']} (matrices only)"
+                             if train.get("weight_decay_on", "all") == "matrices" else train["weight_decay"]),
             "grad clip": train["grad_clip"],
             "seed": train["seed"],
         })

@@ -152,12 +152,22 @@ def run_arm(args, arm: str, tokens: Path, work: Path) -> dict:
             "train_wall_s": train_wall, "train_cpu_s": train_cpu, "n_params": summary["n_params"]}
 
 
+def _pair(row: dict, key: str, spec: str, suffix: str = "") -> str:
+    """`softmax / softpick` of one measurement, "-" for an arm the row lacks."""
+    return " / ".join(format(row["arms"][arm][key], spec) + suffix if arm in row["arms"] else "-"
+                      for arm in ("softmax", "softpick"))
+
+
+def _ratio(row: dict, key: str, spec: str) -> str:
+    """` (softmax / softpick x)` when the row has both arms."""
+    arms = row["arms"]
+    if not {"softmax", "softpick"} <= set(arms):
+        return ""
+    return f" ({format(arms['softmax'][key] / arms['softpick'][key], spec)}x)"
+
+
 def markdown_table(path: str) -> str:
     """The rows of a results file as the Markdown table of docs/SINKLAB.md."""
-    def arm(row, name, key, fmt):
-        res = row["arms"].get(name)
-        return fmt.format(res[key]) if res else "-"
-
     lines = ["| setting | softmax sink @0.3 (@0.2) | softpick sink @0.3 | uniform @0.3 | kurtosis sm / sp | "
              "max abs sm / sp | val loss sm / sp | CPU s sm / sp (wall s) | command |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -167,18 +177,15 @@ def markdown_table(path: str) -> str:
         # scratch and output locations do not change the numbers
         command = [a for i, a in enumerate(argv) if a not in ("--out", "--work")
                    and (i == 0 or argv[i - 1] not in ("--out", "--work"))]
-        sm = row["arms"].get("softmax")
+        sm, sp = row["arms"].get("softmax"), row["arms"].get("softpick")
         sink = f"{sm['sink_eps0.3']:.1f}% ({sm['sink_eps0.2']:.1f}%)" if sm else "-"
         walls = "/".join(f"{r['wall_s']:.0f}" for r in row["arms"].values())
-        ratios = (f" ({row['kurtosis_ratio']:.1f}x)" if "kurtosis_ratio" in row else "",
-                  f" ({row['max_abs_ratio']:.1f}x)" if "max_abs_ratio" in row else "")
         lines.append(
-            f"| {row['name']} | {sink} | {arm(row, 'softpick', 'sink_eps0.3', '{:.1f}%')} | "
+            f"| {row['name']} | {sink} | {format(sp['sink_eps0.3'], '.1f') + '%' if sp else '-'} | "
             f"{row['uniform_sink_eps0.3_pct']:.0f}% (alpha {row['uniform_alpha']:.3f}) | "
-            f"{arm(row, 'softmax', 'kurtosis', '{:.1f}')} / {arm(row, 'softpick', 'kurtosis', '{:.1f}')}{ratios[0]} | "
-            f"{arm(row, 'softmax', 'max_abs', '{:.2f}')} / {arm(row, 'softpick', 'max_abs', '{:.2f}')}{ratios[1]} | "
-            f"{arm(row, 'softmax', 'val_loss', '{:.4f}')} / {arm(row, 'softpick', 'val_loss', '{:.4f}')} | "
-            f"{arm(row, 'softmax', 'cpu_s', '{:.0f}')} / {arm(row, 'softpick', 'cpu_s', '{:.0f}')} ({walls}) | "
+            f"{_pair(row, 'kurtosis', '.1f')}{_ratio(row, 'kurtosis', '.1f')} | "
+            f"{_pair(row, 'max_abs', '.2f')}{_ratio(row, 'max_abs', '.1f')} | "
+            f"{_pair(row, 'val_loss', '.4f')} | {_pair(row, 'cpu_s', '.0f')} ({walls}) | "
             f"`python tools/sinklab_search.py {' '.join(command)}` |")
     return "\n".join(lines)
 
@@ -226,12 +233,12 @@ def summary_table(paths: list[str]) -> str:
             continue
         phenomenon, everything = criteria(row)
         lines.append(
-            f"| {row['name']} | {sm['sink_eps0.3']:.1f}% / {sp['sink_eps0.3']:.1f}% | "
-            f"{sm['kurtosis']:.1f} / {sp['kurtosis']:.1f} ({sm['kurtosis'] / sp['kurtosis']:.2f}x) | "
-            f"{sm['max_abs']:.1f} / {sp['max_abs']:.1f} ({sm['max_abs'] / sp['max_abs']:.2f}x) | "
+            f"| {row['name']} | {_pair(row, 'sink_eps0.3', '.1f', '%')} | "
+            f"{_pair(row, 'kurtosis', '.1f')}{_ratio(row, 'kurtosis', '.2f')} | "
+            f"{_pair(row, 'max_abs', '.1f')}{_ratio(row, 'max_abs', '.2f')} | "
             f"{inner(sm, 'bos_max_abs_per_entry')} / {inner(sp, 'bos_max_abs_per_entry')} | "
             f"{inner(sm, 'rest_max_abs_per_entry')} / {inner(sp, 'rest_max_abs_per_entry')} | "
-            f"{sm['val_loss']:.3f} / {sp['val_loss']:.3f} | {'yes' if phenomenon else 'no'} | "
+            f"{_pair(row, 'val_loss', '.3f')} | {'yes' if phenomenon else 'no'} | "
             f"{'yes' if everything else 'no'} |")
     return "\n".join(lines)
 

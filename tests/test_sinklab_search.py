@@ -87,3 +87,13 @@ def test_criteria_and_rows_of_arms_run_as_separate_processes(tmp_path):
     assert set(merged[0]["arms"]) == {"softmax", "softpick"}
     lines = driver.summary_table([str(rows)]).splitlines()[2:]
     assert len(lines) == 2 and all(line.endswith("| yes | yes |") for line in lines)
+
+
+def test_grid_rerun_names_a_half_written_row(tmp_path):
+    grid, out = tmp_path / "grid.txt", tmp_path / "rows.jsonl"
+    grid.write_text("ci --steps 3\n")
+    out.write_text('{"name": "done", "arms": {}}\n{"name": "ha')
+    run = _tool(TOOLS / "sinklab_grid.py", grid, "--out", out)
+    assert run.returncode != 0
+    assert f"{out} line 2 is not a finished row" in run.stderr, run.stderr
+    assert out.read_text().endswith('{"name": "ha')   # nothing rewritten

@@ -52,7 +52,16 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     pending = read_grid(args.grid)
     if args.out.exists():
-        finished = {json.loads(line)["name"] for line in args.out.read_text().splitlines() if line.strip()}
+        finished = set()
+        for number, line in enumerate(args.out.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                finished.add(json.loads(line)["name"])
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                # a grid killed while appending can leave half a row: say where, touch nothing
+                sys.exit(f"[grid] {args.out} line {number} is not a finished row ({err!r}); "
+                         f"remove that line and run again")
         skipped = [name for name, _ in pending if name in finished]
         if skipped:
             print(f"[grid] {len(skipped)} setting(s) already in {args.out}, skipped: {', '.join(skipped)}", flush=True)

@@ -8,6 +8,7 @@ Compares, side by side in one process, for bf16 causal attention at B * T = 16k 
   two_pass), for softpick and our own softmax;
 - "base" (with --base DIR): another copy of the ops/triton package, e.g. the last commit's, put
   there by `git show` (the device machine has no git history).
+With --features SPEC... extra rows of ours run under launch.set_features settings (e.g. tma=off).
 With --sweep the block configs of ours are swept first at T 4096 for each D and the fastest is
 used for the table. Forward = one attn_forward launch; backward = one attn_backward call on saved
 (o, L), both medians of triton.testing.do_bench. Before timing, ours is checked against the base or
@@ -66,6 +67,14 @@ class Kernels:
     def set_blocks(self, D, **blocks):
         self.launch.set_gpu_blocks(D, **blocks)
 
+    def set_features(self, spec: str):
+        """spec 'tma=on,tma_reduce=0' etc. (launch.set_features); '' keeps the defaults."""
+        if not spec or not hasattr(self.launch, "set_features"):
+            return
+        kw = dict(item.split("=") for item in spec.split(","))
+        flag = {k: kw[k] == "1" for k in ("tma_reduce",) if k in kw}
+        self.launch.set_features(tma=kw.get("tma"), **flag)
+
     def set_dq(self, mode):
         if hasattr(self.launch, "set_dq_mode"):
             self.launch.set_dq_mode(mode)
@@ -117,6 +126,10 @@ def main(argv=None) -> int:
     ap.add_argument("--T", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
     ap.add_argument("--tokens", type=int, default=16384)
     ap.add_argument("--H", type=int, default=16)
+    ap.add_argument("--features", nargs="+", default=[],
+                    help="extra rows of ours in dq mode auto, one per launch.set_features spec, "
+                         "e.g. tma=off tma=on,tma_reduce=0")
+    ap.add_argument("--dq-modes", nargs="+", default=["auto", "atomic", "two_pass"])
     args = ap.parse_args(argv)
     ours = Kernels("softpick_repro.ops.triton")
     base = None
@@ -170,9 +183,10 @@ def main(argv=None) -> int:
                 else:
                     err = f"{max(rel(a, r) for a, r in zip([o_, *g_], [so, *sg])):.2e} vs flash"
                 rows.append(dict(impl=impl, arm="softmax", dq="-", D=D, T=T, B=B, fwd_ms=f, bwd_ms=b, err=err))
-            versions = [("ours", ours, m) for m in ("auto", "atomic", "two_pass")]
+            versions = [("ours", ours, m, "") for m in args.dq_modes]
+            versions += [(f"ours[{spec}]", ours, "auto", spec) for spec in args.features]
             if base is not None:
-                versions.append(("base", base, "two_pass"))
+                versions.append(("base", base, "two_pass", ""))
             for arm in ("softpick", "softmax"):
                 ref = None
                 if base is not None:
@@ -180,7 +194,8 @@ def main(argv=None) -> int:
                     ref = [o, *base.bwd(do, q, k, v, o, L, arm, scale)]
                 elif arm == "softmax":
                     ref = [so, *sg]
-                for name, K, mode in versions:
+                for name, K, mode, spec in versions:
+                    K.set_features(spec or "tma=auto,tma_reduce=1")
                     K.set_dq(mode)
                     o, L = K.fwd(q, k, v, arm, scale)
                     got = [o, *K.bwd(do, q, k, v, o, L, arm, scale)]
@@ -195,7 +210,7 @@ def main(argv=None) -> int:
                  bwd_tflops=tflops(r["B"], r["T"], args.H, r["D"], r["bwd_ms"], 2.5),
                  fwdbwd_tflops=tflops(r["B"], r["T"], args.H, r["D"], fb, 3.5),
                  torch=torch.__version__, triton=triton.__version__,
-                 blocks=json.dumps(best.get(r["D"], {})) if r["impl"] == "ours" else "",
+                 blocks=json.dumps(best.get(r["D"], {})) if r["impl"].startswith("ours") else "",
                  date=time.strftime("%Y-%m-%d"))
         sd = next(x for x in rows if x["impl"] == "sdpa_flash" and x["D"] == r["D"] and x["T"] == r["T"])
         r["fwdbwd_vs_sdpa"] = (sd["fwd_ms"] + sd["bwd_ms"]) / fb
@@ -204,10 +219,10 @@ def main(argv=None) -> int:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    print(f"{'impl':13} {'arm':8} {'dq':8} {'D':>4} {'T':>5} {'fwd TF':>7} {'bwd TF':>7} {'f+b TF':>7} "
+    print(f"{'impl':24} {'arm':8} {'dq':8} {'D':>4} {'T':>5} {'fwd TF':>7} {'bwd TF':>7} {'f+b TF':>7} "
           f"{'vs sdpa':>7}  err")
     for r in rows:
-        print(f"{r['impl']:13} {r['arm']:8} {r['dq']:8} {r['D']:4} {r['T']:5} {r['fwd_tflops']:7.0f} "
+        print(f"{r['impl']:24} {r['arm']:8} {r['dq']:8} {r['D']:4} {r['T']:5} {r['fwd_tflops']:7.0f} "
               f"{r['bwd_tflops']:7.0f} {r['fwdbwd_tflops']:7.0f} {r['fwdbwd_vs_sdpa']:7.2f}  {r['err']}")
     if best:
         print("best blocks:", json.dumps(best))

@@ -18,10 +18,11 @@ TESTS = Path(__file__).resolve().parent
 CASES = TESTS / "triton_kernel_cases.py"
 
 
-def _run_cases(interpret: bool, timeout: int, dq_mode: str = "auto") -> subprocess.CompletedProcess:
+def _run_cases(interpret: bool, timeout: int, dq_mode: str = "auto", tma: str = "auto") -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.pop("TRITON_INTERPRET", None)
     env["SOFTPICK_REPRO_DQ_MODE"] = dq_mode  # the small cases take two_pass under auto
+    env["SOFTPICK_REPRO_TMA"] = tma  # 'on': the forward's tensor-descriptor loads at every head dim
     if interpret:
         env["TRITON_INTERPRET"] = "1"
         env["CUDA_VISIBLE_DEVICES"] = ""  # the interpreter works on CPU tensors
@@ -45,12 +46,12 @@ def _interpreter_broken() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("dq_mode", ["auto", "atomic"])
-def test_kernels_match_float64_under_interpreter(dq_mode):
+@pytest.mark.parametrize("dq_mode,tma", [("auto", "auto"), ("atomic", "auto"), ("atomic", "on")])
+def test_kernels_match_float64_under_interpreter(dq_mode, tma):
     reason = _interpreter_broken()
     if reason:
         pytest.skip(reason)
-    res = _run_cases(interpret=True, timeout=600, dq_mode=dq_mode)
+    res = _run_cases(interpret=True, timeout=600, dq_mode=dq_mode, tma=tma)
     assert res.returncode == 0, f"interpreter cases failed:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}"
     assert " passed" in res.stdout and " skipped" not in res.stdout, res.stdout[-2000:]
 
@@ -60,6 +61,35 @@ def test_kernels_match_float64_under_interpreter(dq_mode):
 def test_kernels_match_float64_compiled_on_gpu():
     res = _run_cases(interpret=False, timeout=900)
     assert res.returncode == 0, f"GPU cases failed:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("tma", ["on", "off"])
+def test_compiled_kernels_match_eager_on_gpu(tma):
+    """torch.compile (fullgraph) traces the launchers, tensor descriptors included (Dynamo rebuilds
+    them from the tensors), and gives eager's values and gradients."""
+    from softpick_repro.ops.triton import launch, triton_attention
+
+    launch.set_features(tma=tma)
+    try:
+        g = torch.Generator(device="cuda").manual_seed(0)
+        q, k, v, do = (torch.randn(2, 4100, 4, 64, device="cuda", generator=g, dtype=torch.bfloat16)
+                       for _ in range(4))
+
+        def run(fn):
+            qq, kk, vv = (t.clone().requires_grad_() for t in (q, k, v))
+            o = fn(qq, kk, vv)
+            return [o, *torch.autograd.grad(o, (qq, kk, vv), do)]
+
+        eager = run(lambda a, b, c: triton_attention(a, b, c, "softpick"))
+        torch._dynamo.reset()
+        compiled = run(torch.compile(lambda a, b, c: triton_attention(a, b, c, "softpick"), fullgraph=True))
+        for name, x, y in zip(("o", "dq", "dk", "dv"), compiled, eager):
+            err = ((x.float() - y.float()).norm() / y.float().norm()).item()
+            assert err < 1e-2, f"{name}: compiled vs eager relative error {err:.2e} (tma={tma})"
+    finally:
+        launch.set_features(tma="auto")
 
 
 def _qkv(T=8, H=2, D=32):
@@ -95,6 +125,17 @@ def test_bad_shapes_are_named():
         triton_attention(q, k[:, :, :2], v[:, :, :2], "softpick")
     with pytest.raises(ValueError, match="one dtype"):
         triton_attention(q.half(), k, v, "softpick")
+
+
+def test_bad_tma_setting_is_named():
+    from softpick_repro.ops.triton import launch
+
+    with pytest.raises(ValueError, match="unknown tma mode 'always'"):
+        launch.set_features(tma="always")
+    env = dict(os.environ, SOFTPICK_REPRO_TMA="yes", PYTHONPATH=str(TESTS.parent / "src"))
+    res = subprocess.run([sys.executable, "-c", "import softpick_repro.ops.triton"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "SOFTPICK_REPRO_TMA: unknown tma mode 'yes'" in res.stderr, res.stderr[-2000:]
 
 
 def test_triton_arms_cover_every_arm():

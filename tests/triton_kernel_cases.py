@@ -261,3 +261,28 @@ def test_strided_inputs():
     tol = TOL[torch.float32]
     assert (o.detach().cpu().double() - ref_o).norm() <= tol["out"] * ref_o.norm()
     assert (packed.grad.cpu().double() - ref_packed.grad).norm() <= tol["grad"] * ref_packed.grad.norm()
+
+
+def test_tma_setting_reaches_the_forward_launcher(monkeypatch):
+    """SOFTPICK_REPRO_TMA=on (as the interpreter run of tests/test_triton_kernels.py sets it) makes
+    the forward take tensor descriptors, so the cases above ran that path; a layout TMA cannot
+    read (a start 2 bytes past alignment) falls back to pointer loads and stays correct."""
+    from softpick_repro.ops.triton import launch
+
+    made = []
+    real = launch._desc
+    monkeypatch.setattr(launch, "_desc", lambda t, rows, bd: made.append(t.shape) or real(t, rows, bd))
+    q, k, v, _ = _inputs(1, 24, 24, 2, 2, 32, torch.float32, seed=11)
+    q, k, v = (t.to(DEVICE) for t in (q, k, v))
+    triton_attention(q, k, v, "softpick")
+    expect = launch._features["tma"] == "on" or (DEVICE == "cuda" and launch._hopper(q) and
+                                                 launch._features["tma"] == "auto" and q.shape[-1] > 64)
+    assert bool(made) == expect, (launch._features, made)
+    made.clear()
+    shifted = torch.empty(k.numel() + 1, dtype=torch.float16, device=DEVICE)[1:].view(k.shape)
+    shifted.copy_(k.half())
+    assert shifted.data_ptr() % 16
+    o = triton_attention(q.half(), shifted, v.half(), "softpick")
+    assert not made, "a misaligned tensor reached a TMA descriptor"
+    ref, _ = attention_f64(q.half().cpu(), shifted.cpu(), v.half().cpu(), "softpick")
+    assert (o.cpu().double() - ref).norm() <= TOL[torch.float16]["out"] * ref.norm()

@@ -13,6 +13,8 @@ added atomically into an fp32 buffer (one recomputation of the scores instead of
 64 the per-score ALU work, not the matmuls, bounds these kernels; the order of the fp32 additions,
 so the last bits of dQ, varies between runs), or by a second kernel per query block (deterministic).
 All scores are base 2 as in the forward; dS is w.r.t. the natural-scale scores.
+TMA_DQ (constexpr): the atomic dQ as one TMA reduce-add of the tile through a tensor descriptor
+instead of per-thread fp32 atomics (compiled kernels only: the interpreter has no TMA reduce).
 """
 import triton
 import triton.language as tl
@@ -43,9 +45,10 @@ def _ds_and_weights(qk, E, expnegL, dP, Dr, ARM: tl.constexpr):
 
 
 @triton.jit
-def _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, sdot, sdqat, offs_n, offs_d,
-                lo, hi, Tq, off, scale2, ARM: tl.constexpr, MASK: tl.constexpr, ATOMIC_DQ: tl.constexpr,
-                HEAD_DIM: tl.constexpr, BM: tl.constexpr, DOT_PREC: tl.constexpr):
+def _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, DQA, dqa_base, b, h, sqt, sdot, sdqat, offs_n,
+                offs_d, lo, hi, Tq, off, scale2, ARM: tl.constexpr, MASK: tl.constexpr, ATOMIC_DQ: tl.constexpr,
+                HEAD_DIM: tl.constexpr, BD: tl.constexpr, BM: tl.constexpr, DOT_PREC: tl.constexpr,
+                TMA_DQ: tl.constexpr):
     """Accumulate dK, dV of one key block over query blocks [lo, hi), in key-major [BN, BM] tiles;
     with ATOMIC_DQ also add this key block's share of dQ (unscaled) into the fp32 buffer DQA."""
     dmask = offs_d < HEAD_DIM
@@ -71,8 +74,11 @@ def _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, 
         dk = tl.dot(dS, tl.trans(qT), dk, input_precision=DOT_PREC)
         if ATOMIC_DQ:
             dq_part = tl.dot(tl.trans(dS), kb, input_precision=DOT_PREC)
-            tl.atomic_add(dqa_base + offs_m[:, None] * sdqat + offs_d[None, :], dq_part,
-                          mask=rmask[:, None] & dmask[None, :], sem="relaxed")
+            if TMA_DQ:  # rows past Tq fall outside the descriptor and are dropped
+                DQA.atomic_add([b, start_m, h, 0], dq_part.reshape(1, BM, 1, BD))
+            else:
+                tl.atomic_add(dqa_base + offs_m[:, None] * sdqat + offs_d[None, :], dq_part,
+                              mask=rmask[:, None] & dmask[None, :], sem="relaxed")
     return dk, dv
 
 
@@ -83,10 +89,11 @@ def attn_bwd_dkdv_kernel(Q, K, V, DO, L, DELTA, DK, DV, DQA,
                          Tq, Tk, HQ, HKV, GROUP, scale, scale2,
                          ARM: tl.constexpr, CAUSAL: tl.constexpr, ATOMIC_DQ: tl.constexpr,
                          HEAD_DIM: tl.constexpr, BD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                         DOT_PREC: tl.constexpr):
+                         DOT_PREC: tl.constexpr, TMA_DQ: tl.constexpr):
     """Grid (cdiv(Tk, BN), B * HKV). Writes dK, dV [B, Tk, HKV, D], summed over the GQA group; with
     ATOMIC_DQ also accumulates the unscaled dQ into the fp32 buffer DQA [B, Tq, HQ, D] (zeroed by
-    the caller), so that no second pass recomputes the scores for dQ."""
+    the caller), so that no second pass recomputes the scores for dQ; DQA is a tensor descriptor
+    when TMA_DQ."""
     pid_n = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = (pid_bh // HKV).to(tl.int64)
@@ -115,19 +122,23 @@ def attn_bwd_dkdv_kernel(Q, K, V, DO, L, DELTA, DK, DV, DQA,
     else:
         q_lo = 0
         q_mid = 0
+    b32 = pid_bh // HKV  # descriptor offsets are int32
     for g in range(0, GROUP):
         h = hk * GROUP + g
         q_base = Q + b * sqb + h * sqh
         do_base = DO + b * sdob + h * sdoh
         l_base = L + (b * HQ + h) * Tq
         d_base = DELTA + (b * HQ + h) * Tq
-        dqa_base = DQA + b * sdqab + h * sdqah
-        dk, dv = _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, sdot, sdqat,
-                             offs_n, offs_d, q_lo, q_mid, Tq, off, scale2, ARM, True, ATOMIC_DQ,
-                             HEAD_DIM, BM, DOT_PREC)
-        dk, dv = _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, dqa_base, sqt, sdot, sdqat,
-                             offs_n, offs_d, q_mid, q_end, Tq, off, scale2, ARM, False, ATOMIC_DQ,
-                             HEAD_DIM, BM, DOT_PREC)
+        if TMA_DQ:
+            dqa_base = DQA  # unused
+        else:
+            dqa_base = DQA + b * sdqab + h * sdqah
+        dk, dv = _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, DQA, dqa_base, b32, h, sqt, sdot,
+                             sdqat, offs_n, offs_d, q_lo, q_mid, Tq, off, scale2, ARM, True, ATOMIC_DQ,
+                             HEAD_DIM, BD, BM, DOT_PREC, TMA_DQ)
+        dk, dv = _dkdv_block(dk, dv, kb, vb, q_base, do_base, l_base, d_base, DQA, dqa_base, b32, h, sqt, sdot,
+                             sdqat, offs_n, offs_d, q_mid, q_end, Tq, off, scale2, ARM, False, ATOMIC_DQ,
+                             HEAD_DIM, BD, BM, DOT_PREC, TMA_DQ)
     omask = kmask[:, None] & dmask[None, :]
     tl.store(DK + b * sdkb + hk * sdkh + offs_n[:, None] * sdkt + offs_d[None, :],
              (dk * scale).to(DK.dtype.element_ty), mask=omask)

@@ -11,7 +11,9 @@ Conventions (SOFTPICK.md section 1, "Online forward"):
 - softmax: running max starts at -inf, or at the sink logit with l = 1 when a per-head sink is given
   (softmax_plus_one uses sink 0, gpt_oss_sink the learned logit); no eps.
 - Fully masked rows give o = 0 for every arm.
-- Only pointer arithmetic (no block pointers, no tensor descriptors): runs on Triton 3.6 and 3.9.
+- TMA (constexpr): K and V arrive as host tensor descriptors over [B, Tk, HKV, D] (block
+  [1, BN, 1, BD]; rows past Tk and columns past D read as 0) and are loaded by the Hopper TMA unit
+  instead of per-thread pointer loads (launch.py decides where: it measured faster at D 128 only).
 """
 import triton
 import triton.language as tl
@@ -26,15 +28,19 @@ LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def _fwd_block(acc, m, l, q, k_base, v_base, stride_kt, stride_vt, qpos, offs_d, lo, hi, Tk, scale2,
-               ARM: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr,
-               HEAD_DIM: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr):
+def _fwd_block(acc, m, l, q, K, V, b, hk, k_base, v_base, stride_kt, stride_vt, qpos, offs_d, lo, hi, Tk,
+               scale2, ARM: tl.constexpr, MASK: tl.constexpr, CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
+               BD: tl.constexpr, BN: tl.constexpr, DOT_PREC: tl.constexpr, TMA: tl.constexpr):
     """One pass over key blocks [lo, hi); MASK adds the causal and the key-bounds masks."""
     dmask = offs_d < HEAD_DIM
     for start_n in range(lo, hi, BN):
         offs_n = start_n + tl.arange(0, BN)
         if MASK:
             kmask = offs_n < Tk
+        if TMA:
+            kt = tl.trans(K.load([b, start_n, hk, 0]).reshape(BN, BD))
+            vb = V.load([b, start_n, hk, 0]).reshape(BN, BD)
+        elif MASK:
             kt = tl.load(k_base + offs_n[None, :] * stride_kt + offs_d[:, None],
                          mask=dmask[:, None] & kmask[None, :], other=0.0)
             vb = tl.load(v_base + offs_n[:, None] * stride_vt + offs_d[None, :],
@@ -92,8 +98,9 @@ def attn_fwd_kernel(Q, K, V, O, L, SINK,
                     Tq, Tk, HQ, GROUP, scale2, eps,
                     ARM: tl.constexpr, HAS_SINK: tl.constexpr, CAUSAL: tl.constexpr,
                     HEAD_DIM: tl.constexpr, BD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                    DOT_PREC: tl.constexpr):
-    """Grid (cdiv(Tq, BM), B * HQ). Writes O [B, Tq, HQ, D] and L [B, HQ, Tq] (base-2 log-normaliser)."""
+                    DOT_PREC: tl.constexpr, TMA: tl.constexpr):
+    """Grid (cdiv(Tq, BM), B * HQ). Writes O [B, Tq, HQ, D] and L [B, HQ, Tq] (base-2 log-normaliser).
+    K, V: pointers, or tensor descriptors when TMA."""
     # causal: the last query blocks see the most keys, so they are scheduled first (shorter tail)
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0) if CAUSAL else tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -113,8 +120,11 @@ def attn_fwd_kernel(Q, K, V, O, L, SINK,
 
     q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqt + offs_d[None, :],
                 mask=rmask[:, None] & dmask[None, :], other=0.0)
-    k_base = K + b * skb + hk * skh
-    v_base = V + b * svb + hk * svh
+    if TMA:
+        k_base, v_base = K, V  # unused
+    else:
+        k_base = K + b * skb + hk * skh
+        v_base = V + b * svb + hk * svh
 
     acc = tl.zeros([BM, BD], dtype=tl.float32)
     if ARM == 3:
@@ -137,10 +147,11 @@ def attn_fwd_kernel(Q, K, V, O, L, SINK,
     else:
         lo_end = Tk // BN * BN
         hi = Tk
-    acc, m, l = _fwd_block(acc, m, l, q, k_base, v_base, skt, svt, qpos, offs_d, 0, lo_end, Tk, scale2,
-                           ARM, False, CAUSAL, HEAD_DIM, BN, DOT_PREC)
-    acc, m, l = _fwd_block(acc, m, l, q, k_base, v_base, skt, svt, qpos, offs_d, lo_end, hi, Tk, scale2,
-                           ARM, True, CAUSAL, HEAD_DIM, BN, DOT_PREC)
+    b32 = pid_bh // HQ  # descriptor offsets are int32
+    acc, m, l = _fwd_block(acc, m, l, q, K, V, b32, hk, k_base, v_base, skt, svt, qpos, offs_d, 0, lo_end, Tk,
+                           scale2, ARM, False, CAUSAL, HEAD_DIM, BD, BN, DOT_PREC, TMA)
+    acc, m, l = _fwd_block(acc, m, l, q, K, V, b32, hk, k_base, v_base, skt, svt, qpos, offs_d, lo_end, hi, Tk,
+                           scale2, ARM, True, CAUSAL, HEAD_DIM, BD, BN, DOT_PREC, TMA)
 
     if ARM == 3:
         m = tl.where(m == float("-inf"), 0.0, m)

@@ -5,7 +5,9 @@ saves q, k, v, o and L [B, HQ, Tq] (float32, base-2 log-normaliser); the backwar
 scores. Block sizes: 16 under the Triton interpreter (TRITON_INTERPRET=1, CPU tensors); on GPU
 `GPU_BLOCKS` for 16-bit inputs, per head-dim bucket (picked by `perf/kernel_ab.py --sweep`, softpick
 T 4096 bf16; see perf/KERNELS.md), and small `GPU_BLOCKS_FP32` tiles for fp32 (exact-fp32 dots have
-no tensor-core path; large fp32 tiles spill).
+no tensor-core path; large fp32 tiles spill). On Hopper (`set_features`, $SOFTPICK_REPRO_TMA) the
+forward reads K/V through TMA tensor descriptors at head dims > 64 and the atomic dQ is a TMA
+reduce-add, where each measured faster (perf/KERNELS.md, stop 29).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import os
 
 import torch
 import triton
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from .backward import attn_bwd_delta_kernel, attn_bwd_dkdv_kernel, attn_bwd_dq_kernel
 from .forward import LOG2E, RECTIFIED, RELU_SOFTMAX, SOFTMAX, SOFTPICK, attn_fwd_kernel
@@ -103,6 +106,69 @@ def _head_dims(D: int) -> tuple[int, int]:
     return D, max(16, triton.next_power_of_2(D))
 
 
+TMA_MODES = ("auto", "on", "off")
+# 'auto' takes the forward's TMA loads from this head dim on: faster at D 128, no gain at D 64
+# (perf/KERNELS.md, H200)
+TMA_FORWARD_MIN_HEAD_DIM = 65
+_features = {"tma": "auto", "tma_reduce": True}
+
+
+def set_features(tma: str | None = None, tma_reduce: bool | None = None) -> None:
+    """tma: 'auto' (the forward's K/V through TMA descriptors on Hopper and newer GPUs from
+    TMA_FORWARD_MIN_HEAD_DIM on), 'on' (at every head dim, also under the Triton interpreter: how
+    the CPU tests reach that path) or 'off'; in each case only where the layout allows.
+    tma_reduce: with tma not 'off', the atomic dQ as TMA reduce-adds (compiled kernels on Hopper only)."""
+    if tma is not None:
+        if tma not in TMA_MODES:
+            raise ValueError(f"unknown tma mode {tma!r}; expected one of {TMA_MODES}")
+        _features["tma"] = tma
+    if tma_reduce is not None:
+        _features["tma_reduce"] = bool(tma_reduce)
+
+
+try:
+    set_features(tma=os.environ.get("SOFTPICK_REPRO_TMA", "auto"))
+except ValueError as exc:
+    raise ValueError(f"SOFTPICK_REPRO_TMA: {exc}") from exc
+
+
+def _tma_layout_ok(t: torch.Tensor) -> bool:
+    """What the TMA unit needs: a 16-byte aligned start and 16-byte multiples for every outer stride.
+    Under torch.compile only the strides are checked: Dynamo can trace neither data_ptr() nor
+    storage_offset(). The k and v a compiled model hands over are projection outputs (offset 0); a
+    misaligned view would stop at TensorDescriptor's own alignment assertion, not read wrong data."""
+    size = t.element_size()
+    if t.stride(-1) != 1 or any(st * size % 16 for st in t.stride()[:-1]):
+        return False
+    return torch.compiler.is_compiling() or t.data_ptr() % 16 == 0
+
+
+@torch._dynamo.assume_constant_result  # a constant while torch.compile traces the launchers
+def _hopper_index(index: int) -> bool:
+    return torch.cuda.get_device_capability(index)[0] >= 9
+
+
+def _hopper(t: torch.Tensor) -> bool:
+    return t.device.type == "cuda" and _hopper_index(t.device.index if t.device.index is not None else 0)
+
+
+def _forward_tma(k: torch.Tensor, v: torch.Tensor) -> bool:
+    mode = _features["tma"]
+    if mode == "off" or (mode == "auto" and (not _hopper(k) or k.shape[-1] < TMA_FORWARD_MIN_HEAD_DIM)):
+        return False
+    return _tma_layout_ok(k) and _tma_layout_ok(v)
+
+
+def _reduce_tma(dqa: torch.Tensor) -> bool:
+    # no interpreter implementation of the TMA reduce: compiled Hopper kernels only
+    return _features["tma"] != "off" and _features["tma_reduce"] and _hopper(dqa) and _tma_layout_ok(dqa)
+
+
+def _desc(t: torch.Tensor, rows: int, BD: int):
+    """A [1, rows, 1, BD] tile descriptor over a [B, T, H, D] tensor."""
+    return TensorDescriptor.from_tensor(t, [1, rows, 1, BD])
+
+
 def attn_forward(q, k, v, sink, arm_code: int, causal: bool, scale: float, eps: float):
     B, Tq, HQ, D = q.shape
     Tk, HKV = k.shape[1], k.shape[2]
@@ -113,13 +179,15 @@ def attn_forward(q, k, v, sink, arm_code: int, causal: bool, scale: float, eps: 
     BM = min(BM, max(16, triton.next_power_of_2(Tq)))
     head_dim, BD = _head_dims(D)
     grid = (triton.cdiv(Tq, BM), B * HQ)
+    tma = _forward_tma(k, v)
+    kk, vv = (_desc(k, BN, BD), _desc(v, BN, BD)) if tma else (k, v)
     attn_fwd_kernel[grid](
-        q, k, v, o, L, sink if sink is not None else L,
+        q, kk, vv, o, L, sink if sink is not None else L,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2),
         Tq, Tk, HQ, HQ // HKV, scale * LOG2E, eps,
         ARM=arm_code, HAS_SINK=sink is not None, CAUSAL=causal, HEAD_DIM=head_dim, BD=BD, BM=BM, BN=BN,
-        DOT_PREC=_dot_precision(q.dtype), num_warps=warps, num_stages=stages)
+        DOT_PREC=_dot_precision(q.dtype), TMA=tma, num_warps=warps, num_stages=stages)
     return o, L
 
 
@@ -169,15 +237,16 @@ def attn_backward(do, q, k, v, o, L, arm_code: int, causal: bool, scale: float):
     dv = torch.empty_like(v)
     prec = _dot_precision(q.dtype)
     BM, BN, warps, stages = _blocks("dkdv_atomic" if atomic else "dkdv", q)
+    tma_dq = atomic and _reduce_tma(dqa)
     attn_bwd_dkdv_kernel[(triton.cdiv(Tk, BN), B * HKV)](
-        q, k, v, do, L, delta, dk, dv, dqa,
+        q, k, v, do, L, delta, dk, dv, _desc(dqa, BM, BD) if tma_dq else dqa,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), do.stride(0), do.stride(1), do.stride(2),
         dk.stride(0), dk.stride(1), dk.stride(2), dv.stride(0), dv.stride(1), dv.stride(2),
         dqa.stride(0), dqa.stride(1), dqa.stride(2),
         Tq, Tk, HQ, HKV, group, scale, scale * LOG2E,
         ARM=arm_code, CAUSAL=causal, ATOMIC_DQ=atomic, HEAD_DIM=head_dim, BD=BD, BM=BM, BN=BN,
-        DOT_PREC=prec, num_warps=warps, num_stages=stages)
+        DOT_PREC=prec, TMA_DQ=tma_dq, num_warps=warps, num_stages=stages)
     if atomic:
         return (dqa * scale).to(q.dtype), dk, dv, delta
     dq = torch.empty_like(q)

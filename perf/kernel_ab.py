@@ -63,17 +63,21 @@ class Kernels:
 
     def __init__(self, mod_name: str):
         self.launch = importlib.import_module(f"{mod_name}.launch")
+        # the package's own settings, restored before each row without a spec of its own
+        self.default_features = dict(getattr(self.launch, "_features", {}))
 
     def set_blocks(self, D, **blocks):
         self.launch.set_gpu_blocks(D, **blocks)
 
     def set_features(self, spec: str):
-        """spec 'tma=on,tma_reduce=0' etc. (launch.set_features); '' keeps the defaults."""
-        if not spec or not hasattr(self.launch, "set_features"):
+        """spec 'tma=on,tma_reduce=0' etc. (launch.set_features); '' restores the package's defaults."""
+        if not hasattr(self.launch, "set_features"):
             return
-        kw = dict(item.split("=") for item in spec.split(","))
-        flag = {k: kw[k] == "1" for k in ("tma_reduce",) if k in kw}
-        self.launch.set_features(tma=kw.get("tma"), **flag)
+        self.launch.set_features(**self.default_features)
+        if spec:
+            kw = dict(item.split("=") for item in spec.split(","))
+            flag = {k: kw[k] == "1" for k in ("tma_reduce",) if k in kw}
+            self.launch.set_features(tma=kw.get("tma"), **flag)
 
     def set_dq(self, mode):
         if hasattr(self.launch, "set_dq_mode"):
@@ -195,7 +199,7 @@ def main(argv=None) -> int:
                 elif arm == "softmax":
                     ref = [so, *sg]
                 for name, K, mode, spec in versions:
-                    K.set_features(spec or "tma=auto,tma_reduce=1")
+                    K.set_features(spec)
                     K.set_dq(mode)
                     o, L = K.fwd(q, k, v, arm, scale)
                     got = [o, *K.bwd(do, q, k, v, o, L, arm, scale)]

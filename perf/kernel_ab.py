@@ -1,9 +1,10 @@
 """A/B of attention kernel versions on one GPU, forward and backward timed separately.
 
-    python perf/kernel_ab.py --out OUT/kernel_ab_h200.csv [--base DIR] [--sweep] [--D 64 128]
+    python perf/kernel_ab.py --out OUT/kernel_ab_h200.csv [--base DIR] [--sweep] [--D 64 128] [--flex-T 4096]
 
 Compares, side by side in one process, for bf16 causal attention at B * T = 16k tokens, H 16:
 - "sdpa_flash": torch SDPA forced to its FlashAttention-2 backend (`SDPBackend.FLASH_ATTENTION`);
+  "sdpa_cudnn" likewise for cuDNN; with --flex-T also "flex", FlexAttention's Triton softmax kernels;
 - "ours": the kernels of this checkout (softpick_repro.ops.triton), dQ in both modes (atomic and
   two_pass), for softpick and our own softmax;
 - "base" (with --base DIR): another copy of the ops/triton package, e.g. the last commit's, put
@@ -34,13 +35,21 @@ from softpick_repro.ops.bench import SDPA_PINNED
 
 # the first sweep (perf/KERNELS.md) ruled out the rest; so did Triton's warp specialization of
 # the loop (perf/kernel_ab_ws_sweep_h200.log: no 4-warp config compiled, none was faster)
-FWD_CONFIGS = {64: [(64, 64, 4, 4), (64, 64, 4, 3), (64, 64, 4, 2), (64, 128, 4, 3), (64, 32, 4, 4),
-                    (128, 64, 4, 3), (128, 128, 8, 3)],
-               128: [(128, 128, 8, 3), (64, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2)]}
-DKDV_CONFIGS = {64: [(64, 64, 4, 3), (64, 64, 4, 4), (64, 64, 4, 2), (64, 32, 4, 3), (32, 64, 4, 4),
+FWD_CONFIGS = {64: [(64, 64, 4, 4), (64, 64, 4, 3), (64, 64, 4, 2), (64, 64, 4, 5), (64, 128, 4, 3), (64, 32, 4, 4),
+                    (128, 64, 4, 3), (128, 64, 4, 4), (128, 64, 8, 3), (128, 128, 8, 3), (128, 128, 8, 4)],
+               128: [(128, 128, 8, 3), (64, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2), (128, 64, 4, 3),
+                     (64, 128, 4, 3), (128, 128, 8, 4)]}
+# (BM query rows, BN keys) of dK/dV: the key-major tiles of BN = 128 with short query blocks (32) are the
+# shape the Triton tutorial's backward uses; with the atomic dQ a 32-row dQ tile is below one warpgroup's
+# wgmma height, so those are measured, not assumed
+DKDV_CONFIGS = {64: [(64, 64, 4, 3), (64, 64, 4, 4), (64, 64, 4, 2), (64, 64, 4, 5), (64, 32, 4, 3),
+                     (32, 64, 4, 4), (32, 128, 4, 3), (32, 128, 4, 5), (64, 128, 4, 3), (64, 128, 4, 4),
                      (128, 64, 8, 3), (64, 128, 8, 3)],
-                128: [(64, 128, 8, 3), (64, 64, 8, 3), (32, 128, 8, 3), (64, 128, 8, 2)]}
-DQ_CONFIGS = {64: [(64, 64, 4, 3), (64, 32, 4, 3), (128, 64, 8, 3)], 128: [(64, 32, 4, 3), (128, 64, 8, 3)]}
+                128: [(64, 128, 8, 3), (64, 64, 8, 3), (32, 128, 8, 3), (64, 128, 8, 2), (64, 64, 4, 3),
+                      (32, 128, 4, 3), (64, 128, 8, 4)]}
+DQ_CONFIGS = {64: [(64, 64, 4, 3), (64, 32, 4, 3), (128, 64, 8, 3), (128, 32, 4, 3), (128, 32, 4, 5),
+                   (128, 64, 4, 3)],
+              128: [(64, 32, 4, 3), (128, 64, 8, 3), (128, 32, 4, 3), (64, 64, 4, 3)]}
 
 
 def bench(fn) -> float:
@@ -110,6 +119,29 @@ def sdpa_pair(q, k, v, do, scale, backend=SDPBackend.FLASH_ATTENTION):
     return fwd, bwd, o.transpose(1, 2), [g.transpose(1, 2) for g in bwd()]
 
 
+def flex_pair(q, k, v, do, scale):
+    """FlexAttention (PyTorch's Triton-generated attention, compiled with its default kernel options):
+    the softmax reference for what a Triton kernel reaches on this GPU."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    T = q.shape[1]
+    mask = create_block_mask(lambda b, h, qi, ki: qi >= ki, None, None, T, T, device=q.device)
+    attn = torch.compile(flex_attention, dynamic=False)
+    qt, kt, vt = (t.detach().transpose(1, 2).contiguous().requires_grad_() for t in (q, k, v))
+
+    def fwd():
+        with torch.no_grad():
+            return attn(qt, kt, vt, block_mask=mask, scale=scale)
+
+    o = attn(qt, kt, vt, block_mask=mask, scale=scale)
+    dot = do.transpose(1, 2).contiguous()
+
+    def bwd():
+        return torch.autograd.grad(o, (qt, kt, vt), dot, retain_graph=True)
+
+    return fwd, bwd, o.transpose(1, 2), [g.transpose(1, 2) for g in bwd()]
+
+
 def time_ours(K: Kernels, arm, q, k, v, do, scale):
     o, L = K.fwd(q, k, v, arm, scale)
     f = bench(lambda: K.fwd(q, k, v, arm, scale))
@@ -134,6 +166,8 @@ def main(argv=None) -> int:
                     help="extra rows of ours in dq mode auto, one per launch.set_features spec, "
                          "e.g. tma=off tma=on,tma_reduce=0")
     ap.add_argument("--dq-modes", nargs="+", default=["auto", "atomic", "two_pass"])
+    ap.add_argument("--flex-T", type=int, nargs="*", default=[],
+                    help="sequence lengths at which FlexAttention's softmax is timed too (compiles per shape)")
     args = ap.parse_args(argv)
     ours = Kernels("softpick_repro.ops.triton")
     base = None
@@ -187,6 +221,11 @@ def main(argv=None) -> int:
                 else:
                     err = f"{max(rel(a, r) for a, r in zip([o_, *g_], [so, *sg])):.2e} vs flash"
                 rows.append(dict(impl=impl, arm="softmax", dq="-", D=D, T=T, B=B, fwd_ms=f, bwd_ms=b, err=err))
+            if T in args.flex_T:
+                sf, sb, o_, g_ = flex_pair(q, k, v, do, scale)
+                err = f"{max(rel(a, r) for a, r in zip([o_, *g_], [so, *sg])):.2e} vs flash"
+                rows.append(dict(impl="flex", arm="softmax", dq="-", D=D, T=T, B=B, fwd_ms=bench(sf),
+                                 bwd_ms=bench(sb), err=err))
             versions = [("ours", ours, m, "") for m in args.dq_modes]
             versions += [(f"ours[{spec}]", ours, "auto", spec) for spec in args.features]
             if base is not None:

@@ -1,7 +1,7 @@
 """Training-step throughput and MFU of a preset, per arm (the GPU issue's training benchmark).
 
     python -m softpick_repro.train.throughput --preset 340m --arms softmax softpick \
-        --seq-len 4096 --micro-batch 4 --steps 10 [--compile] --out perf/train_h100.csv
+        --seq-len 4096 --micro-batch 4 --steps 10 [--compile on] [--accumulation 2] --out perf/train_h200.csv
 
 MFU is reported two ways (SOFTPICK.md section 4): 6 * N * tokens / time / peak, with N the
 parameters without the input embedding table (the lm_head counts: it is a matmul), and the
@@ -32,7 +32,10 @@ def peak_tflops(device: torch.device) -> float | None:
 
 def measure(preset: str, arm: str, *, seq_len: int, micro_batch: int, steps: int, warmup: int,
             compile_model: bool, device: torch.device, vocab_size: int = 32000,
-            activation_checkpointing: bool = False, compile_mode: str | None = None) -> dict:
+            activation_checkpointing: bool = False, compile_mode: str | None = None,
+            accumulation: int = 1) -> dict:
+    """One row: `steps` timed optimizer steps of `accumulation` micro-batches each, as the trainer
+    runs them (each micro-batch loss divided by `accumulation`, one clip and AdamW step)."""
     from ..model import SoftpickForCausalLM, build_config, count_parameters
 
     torch.manual_seed(0)
@@ -48,9 +51,13 @@ def measure(preset: str, arm: str, *, seq_len: int, micro_batch: int, steps: int
     losses = []
 
     def one_step(sync: bool):
-        with autocast:
-            loss = step_fn(input_ids=ids, labels=ids).loss
-        loss.backward()
+        loss_sum = 0.0
+        for _ in range(accumulation):
+            with autocast:
+                loss = step_fn(input_ids=ids, labels=ids).loss
+            (loss / accumulation).backward()
+            loss_sum = loss_sum + loss.detach()
+        loss = loss_sum / accumulation
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -77,7 +84,7 @@ def measure(preset: str, arm: str, *, seq_len: int, micro_batch: int, steps: int
     # the same steps without the per-step host sync: the GPU time the host's waits leave idle
     seconds_nosync = timed(sync=False) if device.type == "cuda" else float("nan")
     losses = [float(x) for x in losses]
-    tokens = steps * micro_batch * seq_len
+    tokens = steps * accumulation * micro_batch * seq_len
     n_params = count_parameters(config, embeddings=False)
     layers, width = config.num_hidden_layers, config.num_attention_heads * config.head_dim
     flops_dense = 6 * n_params * tokens
@@ -88,7 +95,8 @@ def measure(preset: str, arm: str, *, seq_len: int, micro_batch: int, steps: int
         "preset": preset, "arm": arm, "compile": compile_model,
         "compile_mode": (compile_mode or "default") if compile_model else "",
         "activation_checkpointing": activation_checkpointing, "seq_len": seq_len,
-        "micro_batch": micro_batch, "steps": steps, "params_no_embedding": n_params,
+        "micro_batch": micro_batch, "accumulation": accumulation,
+        "tokens_per_step": accumulation * micro_batch * seq_len, "steps": steps, "params_no_embedding": n_params,
         "tokens_per_s": tokens / seconds,
         "tokens_per_s_no_step_sync": tokens / seconds_nosync,
         "tflops_6n": flops_dense / seconds / 1e12,
@@ -97,11 +105,21 @@ def measure(preset: str, arm: str, *, seq_len: int, micro_batch: int, steps: int
         "mfu_6n_attn": ((flops_dense + flops_attn) / seconds / 1e12 / peak) if peak else float("nan"),
         "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
         "first_loss": losses[0], "last_loss": losses[-1],
+        # Inductor's per-kernel block search (TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1)
+        "coordinate_descent_tuning": _coordinate_descent_tuning(),
         **bench_environment(),
     }
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return row
+
+
+def _coordinate_descent_tuning() -> bool:
+    try:
+        from torch._inductor import config as inductor_config
+    except ImportError:
+        return False
+    return bool(inductor_config.coordinate_descent_tuning)
 
 
 def main(argv=None) -> None:
@@ -112,6 +130,8 @@ def main(argv=None) -> None:
     parser.add_argument("--micro-batch", type=int, nargs="+", default=[4])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--accumulation", type=int, default=1,
+                        help="micro-batches per optimizer step (config/paper.yaml: micro-batch 8 x 2 on 8 GPUs)")
     parser.add_argument("--compile", choices=["off", "on", "both"], default="off")
     parser.add_argument("--compile-mode", choices=["default", "max-autotune-no-cudagraphs", "max-autotune",
                                                    "reduce-overhead"], default="default",
@@ -119,6 +139,9 @@ def main(argv=None) -> None:
     parser.add_argument("--activation-checkpointing", choices=["off", "on", "both"], default="off")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.accumulation < 1 or args.steps < 1 or args.warmup < 0:
+        parser.error(f"--accumulation and --steps must be >= 1 and --warmup >= 0 (got {args.accumulation}, "
+                     f"{args.steps}, {args.warmup})")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
     choices = {"off": [False], "on": [True], "both": [False, True]}
@@ -131,9 +154,10 @@ def main(argv=None) -> None:
             row = measure(args.preset, arm, seq_len=args.seq_len, micro_batch=micro_batch,
                           steps=args.steps, warmup=args.warmup, compile_model=compile_model,
                           device=device, activation_checkpointing=recompute,
-                          compile_mode=None if args.compile_mode == "default" else args.compile_mode)
+                          compile_mode=None if args.compile_mode == "default" else args.compile_mode,
+                          accumulation=args.accumulation)
             rows.append({**row, "status": "ok"})
-            print(f"{arm:>18} compile={compile_model!s:5} recompute={recompute!s:5} mb={micro_batch:<3}"
+            print(f"{arm:>18} compile={compile_model!s:5} recompute={recompute!s:5} mb={micro_batch}x{args.accumulation:<3}"
                   f"{row['tokens_per_s']:>10,.0f} tok/s ({row['tokens_per_s_no_step_sync']:,.0f} without "
                   f"the per-step sync)  MFU(6N) {row['mfu_6n']:.3f}  "
                   f"MFU(6N+attn) {row['mfu_6n_attn']:.3f}  mem {row['peak_mem_gb']:.1f} GB  "

@@ -33,8 +33,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from softpick_repro.ops.bench import SDPA_PINNED
 
-# the first sweep (perf/KERNELS.md) ruled out the rest; so did Triton's warp specialization of
-# the loop (perf/kernel_ab_ws_sweep_h200.log: no 4-warp config compiled, none was faster)
+# candidates left after the sweeps of perf/KERNELS.md (stops 26 and 30, perf/kernel_ab_sweep*_h200.log);
+# Triton's warp specialization of the loop was ruled out too (perf/kernel_ab_ws_sweep_h200.log: no
+# 4-warp config compiled, none was faster)
 FWD_CONFIGS = {64: [(64, 64, 4, 4), (64, 64, 4, 3), (64, 64, 4, 2), (64, 64, 4, 5), (64, 128, 4, 3), (64, 32, 4, 4),
                     (128, 64, 4, 3), (128, 64, 4, 4), (128, 64, 8, 3), (128, 128, 8, 3), (128, 128, 8, 4)],
                128: [(128, 128, 8, 3), (64, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2), (128, 64, 4, 3),
